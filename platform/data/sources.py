@@ -1,0 +1,217 @@
+"""Read a training request's data source into a pyarrow Table.
+
+Parquet (a local path or s3://) goes through pyarrow datasets, so only the requested columns
+are read and the row filters are pushed down: row groups whose statistics rule them out, and
+hive partitions that cannot match, are never fetched. SQL runs in DuckDB against the
+experimentation warehouse, a DuckDB database file opened read-only.
+
+Errors are DataErrors naming the request field at fault (`data.parquet.columns`) and the
+file, so the service can report them on the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from roundhouse.platform.api import model_pb2, training_pb2
+from roundhouse.platform.data import fingerprint, storage
+
+Op = training_pb2.RowFilter.Op
+
+
+class DataError(ValueError):
+    """The data does not fit the request: a missing file or column, an impossible filter."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclasses.dataclass
+class SourceData:
+    table: pa.Table
+    files: list[model_pb2.FileFingerprint]
+    queries: list[model_pb2.QueryFingerprint] = dataclasses.field(default_factory=list)
+
+
+def read_source(source: training_pb2.DataSource, field: str, *, role: str = "train",
+                s3: storage.S3Options | None = None, warehouse: str | None = None,
+                default_columns: Sequence[str] = (), extra_columns: Sequence[str] = (),
+                filesystem: pafs.FileSystem | None = None) -> SourceData:
+    """Read `source` (found at request path `field`, e.g. "data").
+
+    default_columns: read these when a parquet source names no columns (a holdout dataset
+    reads the training columns). extra_columns: also read these (e.g. the time column a
+    holdout splits on) if the source has them.
+    """
+    kind = source.WhichOneof("kind")
+    if kind == "parquet":
+        return read_parquet(source.parquet, f"{field}.parquet", role=role, s3=s3,
+                            default_columns=default_columns, extra_columns=extra_columns,
+                            filesystem=filesystem)
+    if kind == "sql":
+        return read_sql(source.sql, f"{field}.sql", role=role, default_warehouse=warehouse)
+    raise DataError(field, "no data source set")
+
+
+def open_dataset(uri: str, field: str, *, s3: storage.S3Options | None = None,
+                 filesystem: pafs.FileSystem | None = None) -> ds.Dataset:
+    """The Parquet dataset at `uri` (one file or a directory/prefix, hive partitions allowed).
+
+    `filesystem` overrides the one the URI implies (tests wrap it to count bytes read).
+    """
+    try:
+        fs, path = storage.resolve(uri, s3)
+    except ValueError as exc:
+        raise DataError(f"{field}.uri", str(exc)) from None
+    if filesystem is not None:
+        fs = filesystem
+    try:
+        info = fs.get_file_info(path)
+    except OSError as exc:
+        raise DataError(f"{field}.uri", f"cannot reach {uri}: {exc}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"{field}.uri", f"{uri}: no such file or directory")
+    try:
+        dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{field}.uri", f"{uri} is not a readable Parquet dataset: {exc}") from None
+    if not dataset.files:
+        raise DataError(f"{field}.uri", f"{uri} holds no Parquet files")
+    return dataset
+
+
+def read_parquet(src: training_pb2.ParquetSource, field: str, *, role: str = "train",
+                 s3: storage.S3Options | None = None, default_columns: Sequence[str] = (),
+                 extra_columns: Sequence[str] = (),
+                 filesystem: pafs.FileSystem | None = None) -> SourceData:
+    dataset = open_dataset(src.uri, field, s3=s3, filesystem=filesystem)
+    names = dataset.schema.names
+    features = list(src.columns) or list(default_columns)
+    _require_columns(features, names, f"{field}.columns", src.uri)
+    _require_columns(src.label_columns, names, f"{field}.label_columns", src.uri)
+    if features:
+        wanted = features + [c for c in src.label_columns if c not in features]
+        wanted += [c for c in extra_columns if c in names and c not in wanted]
+    else:
+        wanted = None  # every column
+    expression = filter_expression(src.filters, dataset.schema, field, src.uri)
+    try:
+        table = dataset.to_table(columns=wanted, filter=expression)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise DataError(field, f"reading {src.uri} failed: {exc}") from None
+    return SourceData(table=table, files=_fingerprint(src.uri, dataset.files, s3, role))
+
+
+def _fingerprint(uri: str, files: list[str], s3, role: str) -> list[model_pb2.FileFingerprint]:
+    if storage.is_s3(uri):
+        return fingerprint.s3_objects([storage.display(uri, f) for f in files], s3, role)
+    return fingerprint.local_files(files, role)
+
+
+def _require_columns(wanted: Sequence[str], available: Sequence[str], field: str,
+                     where: str) -> None:
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise DataError(field, f"no column {', '.join(repr(c) for c in missing)} in {where}; "
+                               f"it has: {', '.join(available)}")
+
+
+def filter_expression(filters: Sequence[training_pb2.RowFilter], schema: pa.Schema, field: str,
+                      where: str) -> ds.Expression | None:
+    """AND of the request's row filters as a dataset expression (None when there are none).
+
+    Values are cast to the column's type first: comparing an int64 column with a double
+    literal, or a timestamp with a string, would otherwise fail or defeat statistics pruning.
+    """
+    expression = None
+    for i, f in enumerate(filters):
+        path = f"{field}.filters[{i}]"
+        if f.column not in schema.names:
+            raise DataError(f"{path}.column", f"no column {f.column!r} in {where}; "
+                                              f"it has: {', '.join(schema.names)}")
+        column_type = schema.field(f.column).type
+        col = pc.field(f.column)
+        if f.op == Op.IS_NULL:
+            term = col.is_null()
+        elif f.op == Op.IS_NOT_NULL:
+            term = col.is_valid()
+        elif f.op in (Op.IN, Op.NOT_IN):
+            values = [_python_value(v) for v in f.value.list_value.values]
+            array = _cast_values(values, column_type, f"{path}.value", f.column)
+            term = col.isin(array)
+            if f.op == Op.NOT_IN:
+                # SQL semantics: a null is neither in nor not in a list, so it is dropped.
+                term = ~term & col.is_valid()
+        else:
+            value = _cast_values([_python_value(f.value)], column_type, f"{path}.value",
+                                 f.column)[0]
+            term = {
+                Op.EQ: col == value,
+                Op.NE: col != value,
+                Op.LT: col < value,
+                Op.LE: col <= value,
+                Op.GT: col > value,
+                Op.GE: col >= value,
+            }.get(f.op)
+            if term is None:
+                raise DataError(f"{path}.op", f"unsupported operator {Op.Name(f.op)}")
+        expression = term if expression is None else expression & term
+    return expression
+
+
+def _python_value(value) -> object:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        # JSON has one number type; keep integral values integral so int columns stay exact.
+        return int(number) if number.is_integer() else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def _cast_values(values: list, column_type: pa.DataType, field: str, column: str) -> pa.Array:
+    try:
+        return pa.array(values).cast(column_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise DataError(field, f"{values if len(values) > 1 else values[0]!r} cannot be compared "
+                               f"with column {column!r} of type {column_type}: {exc}") from None
+
+
+def read_sql(src: training_pb2.SqlSource, field: str, *, role: str = "train",
+             default_warehouse: str | None = None) -> SourceData:
+    warehouse = src.warehouse or default_warehouse
+    if not warehouse:
+        raise DataError(f"{field}.warehouse", "no warehouse given and no default configured")
+    if not os.path.isfile(warehouse):
+        raise DataError(f"{field}.warehouse", f"{warehouse}: no such DuckDB database file")
+    try:
+        # read_only: a training job must never change the warehouse, and several jobs may
+        # read it at once.
+        with duckdb.connect(warehouse, read_only=True) as con:
+            relation = con.sql(src.query)
+            if relation is None:
+                raise DataError(f"{field}.query", "the query returns no rows; it must be a SELECT")
+            table = relation.to_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(f"{field}.query", f"{type(exc).__name__}: {exc}") from None
+    _require_columns(src.label_columns, table.column_names, f"{field}.label_columns",
+                     "the query's result")
+    return SourceData(
+        table=table,
+        files=fingerprint.local_files([warehouse], role),
+        queries=[model_pb2.QueryFingerprint(query=src.query, warehouse=os.path.abspath(warehouse),
+                                            role=role)],
+    )
