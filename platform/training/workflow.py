@@ -1,0 +1,21 @@
+"""The workflow contract: what a model family hands the platform.
+
+A workflow names its features and label and gives a `train(train, holdout, params)` that
+returns a fitted model with `predict_proba` (scikit-learn's estimator convention). The
+platform loads and splits the data, calls train, computes the metrics, stores the model
+and stamps its record; the workflow never does those itself.
+"""
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+
+@dataclasses.dataclass(frozen=True)
+class Workflow:
+    name: str
+    features: tuple[str, ...]
+    label: str
+    train: Callable[[pd.DataFrame, pd.DataFrame, Mapping[str, Any]], Any]
+    default_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
