@@ -50,7 +50,8 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     scores = model.predict_proba(holdout_df[list(workflow.features)])[:, 1]
     measured = metrics.binary_classification(holdout_df[label].to_numpy(), scores)
     t3 = time.perf_counter()
-    _progress("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in measured.items()))
+    _progress("metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in measured.items()))
 
     blob, fmt = artifacts.serialize(model)
     record = model_pb2.ModelRecord(

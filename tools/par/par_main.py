@@ -53,6 +53,9 @@ def main():
     stdlib = [p for p in sys.path
               if p and not p.startswith(archive) and "site-packages" not in p and "dist-packages" not in p]
     sys.path[:] = [root] + [os.path.join(root, p) for p in meta["imports"]] + stdlib
+    # The cache folder is ours: let imports leave .pyc files there (even under
+    # PYTHONDONTWRITEBYTECODE), so later starts skip compiling the libraries' sources.
+    sys.dont_write_bytecode = False
     main_path = os.path.join(root, meta["main"])
     sys.argv[0] = main_path
     runpy.run_path(main_path, run_name="__main__")
