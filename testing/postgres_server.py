@@ -48,7 +48,9 @@ def free_port() -> int:
 
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
+        # Bazel's test PATH (/bin:/usr/bin) leaves out sbin, where Debian keeps runuser.
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+        return [runuser, "-u", "postgres", "--", *cmd]
     return cmd
 
 
