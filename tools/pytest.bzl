@@ -7,7 +7,7 @@ def py_pytest(name, srcs, deps = [], args = [], **kwargs):
         srcs = srcs + [main],
         main = main,
         args = ["%s/%s" % (native.package_name(), src) for src in srcs] + args,
-        deps = deps + ["@pypi//pytest"],
+        deps = deps + [d for d in ["@pypi//pytest"] if d not in deps],
         python_version = "PY3",
         **kwargs
     )

@@ -1,20 +1,17 @@
-"""The model store: immutable models by ID, on a local directory (the embedded default).
+"""The model store: immutable models by ID, on a local directory (default) or S3.
 
-Layout: ROOT/models/<model_id>/{model.<ext>, record.json}. A model is written into a
-temporary folder and renamed into place in one step, so a reader never sees half a model,
-and an ID that already exists is never overwritten (write-once).
+Keys: models/<model_id>/model.<ext> then models/<model_id>/record.json. Both are written
+create-if-absent and the record goes last, so a model exists exactly when its record does:
+a reader never sees half a model, and an ID that exists is never overwritten.
 """
 
 import dataclasses
 import hashlib
-import os
-import pathlib
-import shutil
-import tempfile
 
 from google.protobuf import json_format
 
 from roundhouse.platform.api import model_pb2
+from roundhouse.platform.registry import blobs as blobs_lib
 from roundhouse.platform.registry import model_id
 
 ARTIFACT_FILE = {"xgboost-json": "model.json", "joblib": "model.joblib"}
@@ -28,70 +25,58 @@ class ModelNotFound(KeyError):
 @dataclasses.dataclass(frozen=True)
 class StoredModel:
     record: model_pb2.ModelRecord
-    artifact_path: pathlib.Path
+    artifact_path: str  # a local path or an s3:// URL
     created: bool  # False when an identical model was already stored
 
 
-class LocalModelStore:
-    def __init__(self, root: str | os.PathLike):
-        self.root = pathlib.Path(root)
-        self.models = self.root / "models"
+class ModelStore:
+    def __init__(self, blobs: blobs_lib.Blobs):
+        self.blobs = blobs
+
+    @staticmethod
+    def _record_key(mid):
+        return f"models/{mid}/record.json"
 
     def put(self, artifact: bytes, record: model_pb2.ModelRecord) -> StoredModel:
-        """Stores the artifact with its record; fills in artifact fields and the model ID."""
+        """Stores the artifact with its record; fills in the artifact fields and the model ID."""
         record = _copy(record)
         record.artifact.sha256 = hashlib.sha256(artifact).hexdigest()
         record.artifact.size = len(artifact)
         record.model_id = model_id.compute(record)
-        final = self.models / record.model_id
-        name = ARTIFACT_FILE[record.artifact.format]
-        record.artifact.uri = str(final / name)
-        if final.exists():
-            return StoredModel(self.get(record.model_id), final / name, created=False)
-        self.models.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{record.model_id}.", dir=self.models))
-        try:
-            (tmp / name).write_bytes(artifact)
-            (tmp / "record.json").write_text(json_format.MessageToJson(record, sort_keys=True) + "\n")
-            for f in (tmp / name, tmp / "record.json"):
-                os.chmod(f, 0o444)
-                _fsync(f)
-            os.rename(tmp, final)  # atomic; fails if another writer got there first
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not final.exists():
-                raise
-            return StoredModel(self.get(record.model_id), final / name, created=False)
-        return StoredModel(record, final / name, created=True)
+        key = f"models/{record.model_id}/{ARTIFACT_FILE[record.artifact.format]}"
+        record.artifact.uri = self.blobs.describe(key)
+        if self.exists(record.model_id):
+            return StoredModel(self.get(record.model_id), record.artifact.uri, created=False)
+        # Same ID => same bytes, so an artifact left by an interrupted earlier put is fine.
+        self.blobs.put_new(key, artifact)
+        text = json_format.MessageToJson(record, sort_keys=True) + "\n"
+        if not self.blobs.put_new(self._record_key(record.model_id), text.encode()):
+            return StoredModel(self.get(record.model_id), record.artifact.uri, created=False)
+        return StoredModel(record, record.artifact.uri, created=True)
 
-    def get(self, model_id: str) -> model_pb2.ModelRecord:
-        path = self.models / model_id / "record.json"
-        if not path.is_file():
-            raise ModelNotFound(model_id, str(self.root))
-        return json_format.Parse(path.read_text(), model_pb2.ModelRecord())
+    def get(self, mid: str) -> model_pb2.ModelRecord:
+        data = self.blobs.get(self._record_key(mid))
+        if data is None:
+            raise ModelNotFound(mid, self.blobs.describe(""))
+        return json_format.Parse(data, model_pb2.ModelRecord())
 
-    def artifact(self, model_id: str) -> bytes:
-        record = self.get(model_id)
-        return (self.models / model_id / ARTIFACT_FILE[record.artifact.format]).read_bytes()
+    def artifact(self, mid: str) -> bytes:
+        record = self.get(mid)
+        return self.blobs.get(f"models/{mid}/{ARTIFACT_FILE[record.artifact.format]}")
 
-    def exists(self, model_id: str) -> bool:
-        return (self.models / model_id / "record.json").is_file()
+    def exists(self, mid: str) -> bool:
+        return self.blobs.get(self._record_key(mid)) is not None
 
     def list(self) -> list[str]:
-        if not self.models.is_dir():
-            return []
-        return sorted(p.name for p in self.models.iterdir() if not p.name.startswith("."))
+        return sorted(k.split("/")[1] for k in self.blobs.list("models/") if k.endswith("/record.json"))
+
+
+def open_store(url: str) -> ModelStore:
+    """ModelStore at a local directory or s3://bucket/prefix."""
+    return ModelStore(blobs_lib.open_blobs(url))
 
 
 def _copy(record):
     out = model_pb2.ModelRecord()
     out.CopyFrom(record)
     return out
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

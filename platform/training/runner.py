@@ -32,7 +32,7 @@ def _progress(message: str) -> None:
     print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
-def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_lib.LocalModelStore,
+def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_lib.ModelStore,
         build: build_info_lib.BuildInfo, bazel_target: str) -> store_lib.StoredModel:
     """Trains, evaluates and stores the model for an already validated request."""
     started = dt.datetime.now(dt.timezone.utc)

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
     request = build_request(table_path, cfg)
     request.params.update(params)
-    stored = runner.run(request, workflow.WORKFLOW, store_lib.LocalModelStore(home),
+    stored = runner.run(request, workflow.WORKFLOW, store_lib.open_store(str(home)),
                         build_info.current(), BAZEL_TARGET)
     print(json.dumps(runner.summary(stored)), flush=True)
     return 0

@@ -29,7 +29,7 @@ def test_train_prints_one_json_line_and_stores_a_stamped_model(tmp_path):
     assert {"pr_auc", "recall_at_1pct_fpr"} <= set(out["metrics"])
     assert pathlib.Path(out["model_path"]).is_file()
 
-    record = store_lib.LocalModelStore(tmp_path).get(out["model_id"])
+    record = store_lib.open_store(str(tmp_path)).get(out["model_id"])
     assert record.git_sha == out["git_sha"] and record.bazel_target == "//workflows/fraud:train"
     assert record.params["random_state"] == 7 and record.params["n_estimators"] == 200
     assert record.data.digest and record.data.files[0].sha256 and record.data.files[0].size > 0
@@ -39,7 +39,7 @@ def test_train_prints_one_json_line_and_stores_a_stamped_model(tmp_path):
     # Same commit and data: the same model ID, and the store keeps the first copy.
     again = run([str(HERE / "train")], tmp_path)
     assert again["model_id"] == out["model_id"]
-    assert store_lib.LocalModelStore(tmp_path).list() == [out["model_id"]]
+    assert store_lib.open_store(str(tmp_path)).list() == [out["model_id"]]
 
 
 def test_par_runs_without_site_packages_from_anywhere_and_trains_the_same_model(tmp_path):
