@@ -1,0 +1,334 @@
+"""Batch target: a checked program -> one DuckDB SQL query over the events Parquet -> the
+training table (one row per driver event, ordered by seq: seq, too_late, features, labels).
+
+How the window rule `seq(x) < seq(e) and event_time(x) >= event_time(e) - w` becomes fast SQL
+when event_time is not monotone in seq (late events):
+
+* Per group (aggregated stream + join keys) the events of a key are split into *regular*
+  events, whose event_time is >= that of every earlier event of the key, and *late* ones.
+  Regular events are monotone in (event_time, seq), so for a driver the regular members are a
+  contiguous range of them: a window frame ordered by o = event_time * 2^40 + seq (HUGEINT),
+  from (event_time(e) - w) up to the driver's place in arrival order. A driver is placed at
+  o = R * 2^40 + seq(e), R being the largest event_time of the key's earlier events, which
+  puts it after every regular event that arrived before it and before every later one.
+  Frame offsets are per-row expressions, which DuckDB supports.
+* Late events are rare; they are joined to the drivers of their key with the exact condition
+  and their contribution is combined: counts and sums add, min/max take least/greatest, last
+  compares seqs, and count_distinct adds the late values that no regular member already has
+  (checked with an ASOF join for the latest regular event of that key and value).
+* Lifetime aggregations are plain cumulative frames in seq order; labels (forward windows) are
+  a join on the key with the time range, since they have no arrival-order condition.
+"""
+from __future__ import annotations
+
+import pathlib
+
+from roundhouse.features import syntax as ast
+from roundhouse.features.plan import Group, Plan, Slot, field_columns, make_plan
+from roundhouse.features.sql import SqlExpr, literal, quote
+from roundhouse.features.syntax import Base
+
+SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
+SENTINEL = "(-(CAST(1 AS HUGEINT) << 120))"  # a driver with no earlier events of its key
+
+
+def _m(slot: Slot) -> str:
+    return f"m{slot.index}"
+
+
+def _member_value(slot: Slot, where_sql) -> str:
+    """The value an aggregated event contributes; NULL means it does not count."""
+    agg = slot.agg
+    value = "1" if agg.fn in ("count", "exists") else quote(agg.field)
+    if agg.where is None:
+        return value
+    return f"CASE WHEN {where_sql(agg.where)} THEN {value} END"
+
+
+class BatchCompiler:
+    def __init__(self, program: ast.Program, labels: bool = True):
+        self.program = program
+        self.labels = labels
+        self.plan: Plan = make_plan(program, labels)
+        self.driver = program.driver
+        self.where_sql = SqlExpr(lambda e: quote(e.name))
+
+    # ------------------------------------------------------------------ entry point
+    def sql(self, events: str) -> str:
+        """`events` is a SQL table expression, e.g. read_parquet('x.parquet')."""
+        p = self.program
+        cols = [quote(n) for n, _ in field_columns(p)]
+        ctes = [
+            f"ev AS (SELECT seq, epoch_us(event_time) AS t, stream, {', '.join(cols)} "
+            f"FROM {events})",
+            # too_late: more than L behind the largest event_time of all earlier events.
+            "drv AS (SELECT * FROM (SELECT *, COALESCE(t < max(t) OVER (ORDER BY seq ROWS "
+            "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - "
+            f"{p.lateness_micros}, FALSE) AS too_late FROM ev) "
+            f"WHERE stream = {literal(self.driver)})",
+        ]
+        joins = []
+        agg_sql: dict[str, str] = {}
+        for gi, g in enumerate(self.plan.groups):
+            name = f"g{gi}"
+            if g.kind == "window":
+                ctes += self._window_group(name, g)
+                joins.append(f"LEFT JOIN {name}_w USING (seq)")
+                joins.append(f"LEFT JOIN {name}_la USING (seq)")
+                for s in g.slots:
+                    if s.agg.fn == "count_distinct":
+                        joins.append(f"LEFT JOIN {name}_lx{s.name} USING (seq)")
+                    agg_sql[s.name] = self._combine_window(name, s)
+            elif g.kind == "lifetime":
+                ctes += self._lifetime_group(name, g)
+                joins.append(f"LEFT JOIN {name}_w USING (seq)")
+                for s in g.slots:
+                    agg_sql[s.name] = self._combine_simple(name, s, "")
+            else:
+                ctes += self._forward_group(name, g)
+                joins.append(f"LEFT JOIN {name}_f USING (seq)")
+                for s in g.slots:
+                    agg_sql[s.name] = self._combine_simple(name, s, "f")
+        null_key = {g.id: " OR ".join(f"drv.{quote(k)} IS NULL" for k in g.driver_keys)
+                    for g in self.plan.groups}
+
+        def guard(s: Slot) -> str:
+            # Null key or too-late driver: the aggregation is null. Labels ignore lateness.
+            cond = null_key[s.group.id]
+            if s.group.kind != "forward":
+                cond = f"drv.too_late OR {cond}"
+            return f"CASE WHEN {cond} THEN NULL ELSE {agg_sql[s.name]} END"
+
+        base_cols = ["drv.seq AS seq", "drv.too_late AS too_late"]
+        base_cols += [f"drv.{quote(f.name)} AS {quote(f.name)}"
+                      for f in p.driver_stream.fields]
+        base_cols += [f"{guard(s)} AS {s.name}"
+                      for g in self.plan.groups for s in g.slots]
+        ctes.append("base AS (SELECT " + ", ".join(base_cols) + " FROM drv " +
+                    " ".join(joins) + ")")
+        defs = p.features + (p.labels if self.labels else ())
+        by_column = {d.column: d for d in defs}
+        cache: dict[str, str] = {}
+
+        def ref(e: ast.Expr) -> str:
+            if isinstance(e, ast.FieldRef):
+                return quote(e.name)
+            if isinstance(e, ast.Agg):
+                return self.plan.slot(e).name
+            if e.name not in cache:
+                cache[e.name] = compile_expr(by_column[e.name].expr)
+            return cache[e.name]
+
+        compile_expr = SqlExpr(ref)
+        out = ["seq", "too_late"]
+        for d in defs:
+            t = d.expr.type.base
+            sql_type = {Base.INT: "BIGINT", Base.FLOAT: "DOUBLE", Base.BOOL: "BOOLEAN"}.get(
+                t, "VARCHAR")
+            out.append(f"CAST({compile_expr(d.expr)} AS {sql_type}) AS {quote(d.column)}")
+        return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) +
+                " FROM base ORDER BY seq")
+
+    # ------------------------------------------------------------------ groups
+    def _rows(self, name: str, g: Group) -> str:
+        """Member rows (the aggregated stream) and driver rows of one group, keys non-null."""
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+        members = [f"{_member_value(s, self.where_sql)} AS {_m(s)}" for s in g.slots]
+        same = g.stream == self.driver and g.stream_keys == g.driver_keys
+        sk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.stream_keys, ks))
+        snn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.stream_keys)
+        sel = (f"SELECT seq, t, {sk}, TRUE AS is_s, {'TRUE' if same else 'FALSE'} AS is_d, "
+               f"{', '.join(members)} FROM ev WHERE stream = {literal(g.stream)} AND {snn}")
+        if not same:
+            dk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.driver_keys, ks))
+            dnn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.driver_keys)
+            nulls = ", ".join(f"NULL AS {_m(s)}" for s in g.slots)
+            sel += (f" UNION ALL SELECT seq, t, {dk}, FALSE, TRUE, {nulls} FROM ev "
+                    f"WHERE stream = {literal(self.driver)} AND {dnn}")
+        return f"{name}_rows AS ({sel})"
+
+    def _window_group(self, name: str, g: Group) -> list[str]:
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+        part = ", ".join(ks)
+        ctes = [self._rows(name, g)]
+        ctes.append(
+            f"{name}_r AS (SELECT *, max(CASE WHEN is_s THEN t END) OVER (PARTITION BY {part} "
+            f"ORDER BY seq, is_s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS r "
+            f"FROM {name}_rows)")
+        reg = "(is_s AND (r IS NULL OR t >= r))"
+        regm = ", ".join(f"CASE WHEN {reg} THEN {_m(s)} END AS r{_m(s)}" for s in g.slots)
+        ctes.append(
+            f"{name}_c AS (SELECT *, {reg} AS reg, CASE WHEN {reg} THEN "
+            f"CAST(t AS HUGEINT) * {SHIFT} + seq WHEN r IS NULL THEN {SENTINEL} ELSE "
+            f"CAST(r AS HUGEINT) * {SHIFT} + seq END AS o, {regm} FROM {name}_r)")
+        windows = sorted({s.agg.window.micros for s in g.slots})
+        wdefs = ", ".join(
+            f"w{w} AS (PARTITION BY {part} ORDER BY o RANGE BETWEEN greatest(o - "
+            f"CAST(t - {w} AS HUGEINT) * {SHIFT}, 0) PRECEDING AND 1 PRECEDING)"
+            for w in windows)
+        cols = []
+        for s in g.slots:
+            m, w, i = "r" + _m(s), f"w{s.agg.window.micros}", s.name
+            fn = s.agg.fn
+            if fn in ("count", "exists"):
+                cols.append(f"count({m}) OVER {w} AS rc{i}")
+            elif fn in ("sum", "avg"):
+                cols.append(f"sum({m}) OVER {w} AS rs{i}")
+                cols.append(f"count({m}) OVER {w} AS rc{i}")
+            elif fn in ("min", "max"):
+                cols.append(f"{fn}({m}) OVER {w} AS rv{i}")
+            elif fn == "count_distinct":
+                cols.append(f"count(DISTINCT {m}) OVER {w} AS rc{i}")
+            elif fn == "last":
+                cols.append(f"arg_max({m}, seq) FILTER (WHERE {m} IS NOT NULL) OVER {w} "
+                            f"AS rv{i}")
+                cols.append(f"max(seq) FILTER (WHERE {m} IS NOT NULL) OVER {w} AS rq{i}")
+        ctes.append(f"{name}_w AS (SELECT seq, {', '.join(cols)} FROM {name}_c "
+                    f"WINDOW {wdefs} QUALIFY is_d)")
+        # Late members, joined to the drivers of their key with the exact condition.
+        maxw = max(windows)
+        on = " AND ".join(f"d.{k} = l.{k}" for k in ks)
+        mcols = ", ".join(f"l.{_m(s)}" for s in g.slots)
+        ctes.append(f"{name}_late AS (SELECT * FROM {name}_c WHERE is_s AND NOT reg)")
+        ctes.append(
+            f"{name}_lp AS (SELECT d.seq AS seq, d.t AS dt, {', '.join('d.' + k for k in ks)}, "
+            f"l.seq AS lseq, l.t AS lt, {mcols} FROM {name}_c d JOIN {name}_late l ON {on} "
+            f"AND l.seq < d.seq AND l.t >= d.t - {maxw} WHERE d.is_d)")
+        lcols = []
+        for s in g.slots:
+            m, i, fn = _m(s), s.name, s.agg.fn
+            inw = f"lt >= dt - {s.agg.window.micros}"
+            if fn in ("count", "exists", "count_distinct"):
+                lcols.append(f"count({m}) FILTER (WHERE {inw}) AS lc{i}")
+            if fn in ("sum", "avg"):
+                lcols.append(f"sum({m}) FILTER (WHERE {inw}) AS ls{i}")
+                lcols.append(f"count({m}) FILTER (WHERE {inw}) AS lc{i}")
+            if fn in ("min", "max"):
+                lcols.append(f"{fn}({m}) FILTER (WHERE {inw}) AS lv{i}")
+            if fn == "last":
+                lcols.append(f"arg_max({m}, lseq) FILTER (WHERE {inw} AND {m} IS NOT NULL) "
+                             f"AS lv{i}")
+                lcols.append(f"max(lseq) FILTER (WHERE {inw} AND {m} IS NOT NULL) AS lq{i}")
+        ctes.append(f"{name}_la AS (SELECT seq, {', '.join(lcols)} FROM {name}_lp "
+                    f"GROUP BY seq)")
+        for s in g.slots:
+            if s.agg.fn != "count_distinct":
+                continue
+            m, i, w = _m(s), s.name, s.agg.window.micros
+            kk = ", ".join(ks)
+            ctes.append(f"{name}_rv{i} AS (SELECT seq AS rseq, t AS rt, {kk}, r{m} AS v "
+                        f"FROM {name}_c WHERE r{m} IS NOT NULL)")
+            ctes.append(f"{name}_lv{i} AS (SELECT DISTINCT seq, dt, {kk}, {m} AS v "
+                        f"FROM {name}_lp WHERE lt >= dt - {w} AND {m} IS NOT NULL)")
+            on2 = " AND ".join(f"p.{k} = q.{k}" for k in ks)
+            ctes.append(
+                f"{name}_lx{i} AS (SELECT p.seq AS seq, count(*) AS lx{i} FROM {name}_lv{i} p "
+                f"ASOF LEFT JOIN {name}_rv{i} q ON {on2} AND p.v = q.v AND p.seq > q.rseq "
+                f"WHERE q.rt IS NULL OR q.rt < p.dt - {w} GROUP BY p.seq)")
+        return ctes
+
+    def _combine_window(self, name: str, s: Slot) -> str:
+        i, fn = s.name, s.agg.fn
+        field_type = self._field_base(s)
+        if fn == "count":
+            return f"COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)"
+        if fn == "exists":
+            return f"(COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)) > 0"
+        if fn == "count_distinct":
+            return f"COALESCE(rc{i}, 0) + COALESCE(lx{i}, 0)"
+        if fn == "sum":
+            total = f"COALESCE(rs{i}, 0) + COALESCE(ls{i}, 0)"
+            return f"CAST({total} AS {'BIGINT' if field_type is Base.INT else 'DOUBLE'})"
+        if fn == "avg":
+            total = f"CAST(COALESCE(rs{i}, 0) + COALESCE(ls{i}, 0) AS DOUBLE)"
+            return (f"CASE WHEN COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0) = 0 THEN NULL ELSE "
+                    f"{total} / (COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)) END")
+        if fn == "min":
+            return f"least(rv{i}, lv{i})"
+        if fn == "max":
+            return f"greatest(rv{i}, lv{i})"
+        # last: the member with the greatest seq, regular or late
+        return f"CASE WHEN lq{i} IS NOT NULL AND (rq{i} IS NULL OR lq{i} > rq{i}) " \
+               f"THEN lv{i} ELSE rv{i} END"
+
+    def _field_base(self, s: Slot) -> Base | None:
+        if s.agg.field is None:
+            return None
+        return self.program.streams[s.agg.stream].field(s.agg.field).type.base
+
+    def _simple_aggs(self, s: Slot, m: str, seq: str = "seq") -> list[str]:
+        i, fn = s.name, s.agg.fn
+        if fn in ("count", "exists", "count_distinct"):
+            d = "DISTINCT " if fn == "count_distinct" else ""
+            return [f"count({d}{m}) {{over}} AS c{i}"]
+        if fn in ("sum", "avg"):
+            return [f"sum({m}) {{over}} AS s{i}", f"count({m}) {{over}} AS c{i}"]
+        if fn in ("min", "max"):
+            return [f"{fn}({m}) {{over}} AS v{i}"]
+        return [f"arg_max({m}, {seq}) FILTER (WHERE {m} IS NOT NULL) {{over}} AS v{i}"]
+
+    def _combine_simple(self, name: str, s: Slot, _kind: str) -> str:
+        i, fn = s.name, s.agg.fn
+        if fn in ("count", "count_distinct"):
+            return f"COALESCE(c{i}, 0)"
+        if fn == "exists":
+            return f"COALESCE(c{i}, 0) > 0"
+        if fn == "sum":
+            t = "BIGINT" if self._field_base(s) is Base.INT else "DOUBLE"
+            return f"CAST(COALESCE(s{i}, 0) AS {t})"
+        if fn == "avg":
+            return (f"CASE WHEN COALESCE(c{i}, 0) = 0 THEN NULL ELSE CAST(s{i} AS DOUBLE) / "
+                    f"c{i} END")
+        return f"v{i}"
+
+    def _lifetime_group(self, name: str, g: Group) -> list[str]:
+        ks = ", ".join(f"k{i}" for i in range(len(g.stream_keys)))
+        over = (f"OVER (PARTITION BY {ks} ORDER BY seq, is_s ROWS BETWEEN UNBOUNDED PRECEDING "
+                f"AND 1 PRECEDING)")
+        cols = [c.format(over=over) for s in g.slots for c in self._simple_aggs(s, _m(s))]
+        return [self._rows(name, g),
+                f"{name}_w AS (SELECT seq, {', '.join(cols)} FROM {name}_rows QUALIFY is_d)"]
+
+    def _forward_group(self, name: str, g: Group) -> list[str]:
+        # Labels: x counts when event_time(e) <= event_time(x) <= event_time(e) + w, x != e.
+        keys_on = " AND ".join(f"x.{quote(sf)} = d.{quote(df)}"
+                               for sf, df in zip(g.stream_keys, g.driver_keys))
+        where_x = SqlExpr(lambda e: f"x.{quote(e.name)}")
+        cols = []
+        for s in g.slots:
+            agg = s.agg
+            value = "1" if agg.fn in ("count", "exists") else f"x.{quote(agg.field)}"
+            inw = f"x.t <= d.t + {agg.window.micros}"
+            cond = inw if agg.where is None else f"{inw} AND ({where_x(agg.where)})"
+            m = f"CASE WHEN {cond} THEN {value} END"
+            cols += [c.format(over="") for c in self._simple_aggs(s, m, "x.seq")]
+        maxw = g.max_window
+        return [f"{name}_f AS (SELECT d.seq AS seq, {', '.join(cols)} "
+                f"FROM drv d JOIN ev x ON x.stream = {literal(g.stream)} AND {keys_on} "
+                f"AND x.t >= d.t AND x.t <= d.t + {maxw} AND x.seq <> d.seq GROUP BY d.seq)"]
+
+
+def materialize(program: ast.Program, events_path: str, out_path: str, threads: int | None = None,
+                con=None) -> None:
+    """Write the training table for `program` over `events_path` to `out_path` (Parquet)."""
+    import duckdb  # imported here so parsing/type checking never needs DuckDB
+
+    from roundhouse.features import events as events_mod
+
+    own = con is None
+    con = con or duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    table = events_mod.read(events_path, program)  # validates the file against the program
+    con.register("events_in", table)
+    query = BatchCompiler(program).sql("events_in")
+    out = pathlib.Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY ({query}) TO '{_sql_path(out)}' (FORMAT parquet)")
+    con.unregister("events_in")
+    if own:
+        con.close()
+
+
+def _sql_path(p: pathlib.Path) -> str:
+    return str(p).replace("'", "''")

@@ -1,0 +1,35 @@
+"""feature_parity_test: replays generated event logs through both targets of a definition file
+and asserts the parity contract (see features/parity_test_main.py).
+
+    feature_parity_test(name = "fraud_parity_test", defs = "defs/fraud.feat")
+    feature_parity_tests(srcs = glob(["defs/*.feat"]))   # one test per file
+
+`data` must list the files `defs` imports.
+"""
+
+def feature_parity_test(name, defs, data = [], events = 3000, seeds = "1,2,3", size = "medium", **kwargs):
+    native.py_test(
+        name = name,
+        srcs = ["//features:parity_test_main.py"],
+        main = "//features:parity_test_main.py",
+        args = [
+            "--defs",
+            "$(rootpath %s)" % defs,
+            "--events",
+            str(events),
+            "--seeds",
+            seeds,
+        ],
+        data = [defs] + data,
+        deps = ["//features:lang", "//features:parity", "@pypi//pytest"],
+        python_version = "PY3",
+        size = size,
+        **kwargs
+    )
+
+def feature_parity_tests(srcs, data = [], **kwargs):
+    """One parity test per definition file, named after it (defs/fraud.feat -> fraud_parity_test);
+    every file in srcs is data of every test, so imports between them resolve."""
+    for src in srcs:
+        base = src.split("/")[-1].rsplit(".", 1)[0]
+        feature_parity_test(name = base + "_parity_test", defs = src, data = srcs + data, **kwargs)

@@ -1,0 +1,69 @@
+"""Typed AST -> canonical source text. Used for definition hashes (the lock) and fingerprints:
+formatting, comments and locations do not change it; any change of meaning does."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from roundhouse.features import syntax as ast
+
+
+def show(e: ast.Expr) -> str:
+    if isinstance(e, ast.Literal):
+        return json.dumps(e.value) if not isinstance(e.value, float) else repr(e.value)
+    if isinstance(e, (ast.Name, ast.FieldRef)):
+        return e.name
+    if isinstance(e, ast.FeatureRef):
+        return f"@{e.name}"
+    if isinstance(e, ast.Unary):
+        return f"({e.op} {show(e.operand)})"
+    if isinstance(e, ast.Binary):
+        return f"({show(e.left)} {e.op} {show(e.right)})"
+    if isinstance(e, ast.IsNull):
+        return f"({show(e.operand)} is {'not ' if e.negated else ''}null)"
+    if isinstance(e, ast.If):
+        return f"(if {show(e.cond)} then {show(e.then)} else {show(e.else_)})"
+    if isinstance(e, ast.Call):
+        return f"{e.fn}({', '.join(show(a) for a in e.args)})"
+    if isinstance(e, ast.Agg):
+        src = e.stream + (f".{e.field}" if e.field else "")
+        if e.where is not None:
+            src += f" where {show(e.where)}"
+        keys = ", ".join(k.stream_field if k.stream_field == k.driver_field
+                         else f"{k.stream_field} = {k.driver_field}" for k in e.keys)
+        return f"{e.fn}({src}) by ({keys}) over {e.window.text}"
+    raise TypeError(type(e))
+
+
+def definition_hash(program: ast.Program, column: str) -> str:
+    """Hash of everything a definition's values depend on: its expression, the definitions it
+    reads (recursively), the fields and streams it touches, the driver and the lateness."""
+    d = program.definition(column)
+    parts = [f"{d.kind} {show(d.expr)}", f"driver {program.driver}",
+             f"lateness {program.lateness_micros}"]
+    seen = set()
+
+    def visit(e):
+        for n in ast.walk(e):
+            if isinstance(n, ast.FeatureRef) and n.name not in seen:
+                seen.add(n.name)
+                parts.append(f"uses {n.name}={definition_hash(program, n.name)}")
+            if isinstance(n, ast.Agg):
+                st = program.streams[n.stream]
+                parts.append(f"stream {st.name} " + ", ".join(
+                    f"{f.name}:{f.type}" for f in st.fields))
+                if n.where is not None:
+                    visit(n.where)
+            if isinstance(n, ast.FieldRef):
+                parts.append(f"field {n.name}:{n.type}")
+
+    visit(d.expr)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def fingerprint(program: ast.Program) -> str:
+    """Identity of the online state layout and semantics: a store written by another program
+    must not be resumed."""
+    text = "\n".join(f"{d.column}={definition_hash(program, d.column)}"
+                     for d in program.features)
+    return hashlib.sha256(f"{program.lateness_micros}\n{text}".encode()).hexdigest()[:16]

@@ -1,0 +1,134 @@
+"""Typed expressions -> Python source with the same semantics as the SQL the batch target
+emits (three-valued logic, null propagation, division null on a zero divisor, ints promoted to
+float where they meet a float). Used by the online target and the reference evaluator."""
+from __future__ import annotations
+
+from typing import Callable
+
+from roundhouse.features import syntax as ast
+from roundhouse.features.syntax import Base
+
+
+def _and(a, b):
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _or(a, b):
+    if a is True or b is True:
+        return True
+    if a is None or b is None:
+        return None
+    return False
+
+
+def _not(a):
+    return None if a is None else not a
+
+
+def _neg(a):
+    return None if a is None else -a
+
+
+def _div(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return float(a) / float(b)
+
+
+def _f(a):
+    return None if a is None else float(a)
+
+
+def _coalesce(*args):
+    for a in args:
+        if a is not None:
+            return a
+    return None
+
+
+def _concat(*args):
+    if any(a is None for a in args):
+        return None
+    return "".join(args)
+
+
+def _lift(fn):
+    return lambda *args: None if any(a is None for a in args) else fn(*args)
+
+
+_OPS = {
+    "+": _lift(lambda a, b: a + b), "-": _lift(lambda a, b: a - b),
+    "*": _lift(lambda a, b: a * b), "==": _lift(lambda a, b: a == b),
+    "!=": _lift(lambda a, b: a != b), "<": _lift(lambda a, b: a < b),
+    "<=": _lift(lambda a, b: a <= b), ">": _lift(lambda a, b: a > b),
+    ">=": _lift(lambda a, b: a >= b),
+}
+_FUNCS = {
+    "lower": _lift(str.lower), "upper": _lift(str.upper), "length": _lift(len),
+    "starts_with": _lift(str.startswith), "ends_with": _lift(str.endswith),
+    "contains": _lift(lambda s, p: p in s), "abs": _lift(abs),
+}
+
+RUNTIME = {"_and": _and, "_or": _or, "_not": _not, "_neg": _neg, "_div": _div, "_f": _f,
+           "_coalesce": _coalesce, "_concat": _concat,
+           **{f"_op{i}": fn for i, fn in enumerate(_OPS.values())},
+           **{f"_fn_{k}": v for k, v in _FUNCS.items()}}
+_OP_NAME = {op: f"_op{i}" for i, op in enumerate(_OPS)}
+
+
+class PyExpr:
+    """Compile an expression to a Python expression string; `ref` maps names/aggs to source."""
+
+    def __init__(self, ref: Callable[[ast.Expr], str]):
+        self.ref = ref
+
+    def __call__(self, e: ast.Expr) -> str:
+        return getattr(self, "_" + type(e).__name__.lower())(e)
+
+    def _float(self, e) -> str:
+        return f"_f({self(e)})" if e.type.base is Base.INT else self(e)
+
+    def _as(self, e, t) -> str:
+        return self._float(e) if t.base is Base.FLOAT else self(e)
+
+    def _literal(self, e):
+        return repr(e.value)
+
+    def _fieldref(self, e):
+        return self.ref(e)
+
+    _featureref = _fieldref
+    _agg = _fieldref
+
+    def _unary(self, e):
+        return f"{'_not' if e.op == 'not' else '_neg'}({self(e.operand)})"
+
+    def _binary(self, e):
+        l, r = e.left, e.right
+        if e.op == "and":
+            return f"_and({self(l)}, {self(r)})"
+        if e.op == "or":
+            return f"_or({self(l)}, {self(r)})"
+        if e.op == "/":
+            return f"_div({self(l)}, {self(r)})"
+        mixed = Base.FLOAT in (l.type.base, r.type.base)
+        ls, rs = (self._float(l), self._float(r)) if mixed else (self(l), self(r))
+        return f"{_OP_NAME[e.op]}({ls}, {rs})"
+
+    def _isnull(self, e):
+        return f"(({self(e.operand)}) is {'not ' if e.negated else ''}None)"
+
+    def _if(self, e):
+        return (f"(({self._as(e.then, e.type)}) if ({self(e.cond)}) is True "
+                f"else ({self._as(e.else_, e.type)}))")
+
+    def _call(self, e):
+        if e.fn == "coalesce":
+            return "_coalesce(" + ", ".join(self._as(a, e.type) for a in e.args) + ")"
+        if e.fn == "concat":
+            return "_concat(" + ", ".join(self(a) for a in e.args) + ")"
+        return f"_fn_{e.fn}(" + ", ".join(self(a) for a in e.args) + ")"
