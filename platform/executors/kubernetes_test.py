@@ -1,0 +1,332 @@
+"""The executor's calls, against a local HTTP stand-in for the Kubernetes API server.
+
+No API server installs here, so the stand-in (http.server on 127.0.0.1, in a thread) plays
+one: it records each request (method, path, query, JSON body) for the test to check and
+answers with canned API objects, including a pod stuck in ImagePullBackOff and one that is
+Unschedulable.
+"""
+
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import kubernetes_validate
+import pytest
+from kubernetes import client
+
+from roundhouse.platform.api import job_pb2, training_pb2
+from roundhouse.platform.executors import kubernetes as k8s
+from roundhouse.platform.executors import kubernetes_manifest as m
+
+NS = "roundhouse"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+Job = job_pb2.Job
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    body: object
+
+
+class StandIn:
+    """Routes (method, path) to a response: (status, json) or a list of them used in turn,
+    or ("stream", [lines], close_early) for a watch."""
+
+    def __init__(self):
+        self.routes = {}
+        self.requests: list[Request] = []
+        self.unexpected: list[Request] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                url = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                req = Request(self.command, url.path,
+                              dict(urllib.parse.parse_qsl(url.query)),
+                              json.loads(raw) if raw else None)
+                stand_in.requests.append(req)
+                key = (self.command, url.path + ("?watch" if req.query.get("watch") else ""))
+                route = stand_in.routes.get(key)
+                if isinstance(route, list):
+                    route = route.pop(0) if len(route) > 1 else route[0]
+                if route is None:
+                    stand_in.unexpected.append(req)
+                    route = (404, status_obj(404, "NotFound", f"no route for {key}"))
+                if route[0] == "stream":
+                    _, lines, close_early = route
+                    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    # Promise more than we send and hang up: a dropped watch connection.
+                    self.send_header("Content-Length", str(len(data) + (100 if close_early else 0)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                status, body = route
+                if callable(body):
+                    body = body(req)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if not isinstance(
+                    body, str) else "text/plain")
+                if isinstance(body, str):
+                    data = body.encode()
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def calls(self):
+        return [(r.method, r.path) for r in self.requests]
+
+
+def status_obj(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+            "reason": reason, "message": message}
+
+
+@pytest.fixture
+def api():
+    stand_in = StandIn()
+    stand_in.thread.start()
+    config = client.Configuration()
+    config.host = stand_in.url
+    api_client = client.ApiClient(config)
+    yield stand_in, api_client
+    api_client.close()
+    stand_in.server.shutdown()
+    stand_in.server.server_close()
+    assert stand_in.unexpected == [], "the executor made calls nobody expected"
+
+
+def executor(api_client, **config):
+    return k8s.KubernetesExecutor(m.KubernetesConfig(namespace=NS, **config), api_client,
+                                  now=lambda: NOW)
+
+
+def request():
+    r = training_pb2.TrainingRequest(workflow="fraud")
+    r.metadata.owner, r.metadata.team = "ana@example.com", "fraud"
+    r.data.parquet.uri = "s3://training/fraud/"
+    r.data.parquet.label_columns.append("is_fraud")
+    r.holdout.random.fraction = 0.2
+    r.resources.type = training_pb2.Resources.GPU
+    r.resources.gpu = 2
+    return r
+
+
+def job_obj(name, conditions=(), active=0, job_id="j1"):
+    return {"kind": "Job", "apiVersion": "batch/v1",
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": "7",
+                         "annotations": {"roundhouse.io/job-id": job_id}},
+            "spec": {"activeDeadlineSeconds": 3600, "template": {"spec": {"containers": []}}},
+            "status": {"active": active, "conditions": list(conditions)}}
+
+
+def condition(type_, reason="", message="", status="True"):
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def pod_obj(name, phase="Pending", container_state=None, conditions=(), created="2025-03-01T11:00:00Z"):
+    status = {"phase": phase, "conditions": list(conditions)}
+    if container_state is not None:
+        status["containerStatuses"] = [{
+            "name": "train", "image": "localhost:5000/roundhouse/fraud:latest",
+            "imageID": "", "ready": False, "restartCount": 0, "state": container_state}]
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+            "spec": {"containers": [{"name": "train", "image": "x"}]}, "status": status}
+
+
+def pod_list(*pods):
+    return {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": list(pods)}
+
+
+def test_submit_posts_a_valid_job_manifest(api):
+    stand_in, api_client = api
+    name = m.job_name("j1")
+    stand_in.routes[("POST", JOBS)] = (201, lambda req: req.body)
+    assert executor(api_client).submit("j1", request()) == name
+    (post,) = stand_in.requests
+    assert (post.method, post.path) == ("POST", JOBS)
+    body = post.body
+    kubernetes_validate.validate(body, "1.37.0", strict=True)
+    assert body["kind"] == "Job" and body["metadata"]["name"] == name
+    pod = body["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert body["metadata"]["labels"]["roundhouse.io/owner"] == "ana-example.com"
+    assert body["metadata"]["annotations"]["roundhouse.io/owner"] == "ana@example.com"
+
+
+def test_submit_again_adopts_the_job_it_made_and_refuses_a_stranger(api):
+    stand_in, api_client = api
+    name = m.job_name("j1")
+    stand_in.routes[("POST", JOBS)] = (409, status_obj(409, "AlreadyExists", "exists"))
+    stand_in.routes[("GET", f"{JOBS}/{name}")] = [(200, job_obj(name, job_id="j1")),
+                                                  (200, job_obj(name, job_id="other"))]
+    assert executor(api_client).submit("j1", request()) == name
+    with pytest.raises(RuntimeError, match="belongs to another training job"):
+        executor(api_client).submit("j1", request())
+    assert stand_in.calls() == [("POST", JOBS), ("GET", f"{JOBS}/{name}")] * 2
+
+
+def test_status_of_finished_jobs(api):
+    stand_in, api_client = api
+    ex = executor(api_client)
+    stand_in.routes[("GET", f"{JOBS}/done/status")] = (200, job_obj("done", [
+        condition("SuccessCriteriaMet"), condition("Complete")]))
+    assert ex.status("done") == k8s.ExecutionStatus(Job.SUCCEEDED)
+
+    stand_in.routes[("GET", f"{JOBS}/late/status")] = (200, job_obj("late", [
+        condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]))
+    stand_in.routes[("GET", PODS)] = (200, pod_list())
+    late = ex.status("late")
+    assert late.state == Job.FAILED and "activeDeadlineSeconds (3600s)" in late.reason
+
+    crashed_pod = pod_obj("crash-1", "Failed", {"terminated": {
+        "exitCode": 1, "reason": "Error",
+        "message": "Traceback...\nValueError: label column 'is_fraud' is constant\n"}})
+    stand_in.routes[("GET", f"{JOBS}/crash/status")] = (200, job_obj("crash", [
+        condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]))
+    stand_in.routes[("GET", PODS)] = (200, pod_list(crashed_pod))
+    crash = ex.status("crash")
+    assert crash.state == Job.FAILED
+    assert crash.reason == ("the training container failed: Error, exit code 1; last output: "
+                            "ValueError: label column 'is_fraud' is constant")
+    assert stand_in.requests[-1].query == {"labelSelector": "job-name=crash"}
+
+    stand_in.routes[("GET", f"{JOBS}/gone/status")] = (404, status_obj(404, "NotFound", "nf"))
+    gone = ex.status("gone")
+    assert gone.state == Job.FAILED and "no longer exists" in gone.reason
+
+
+def test_image_pull_backoff_is_a_failure_with_the_image_named(api):
+    stand_in, api_client = api
+    stand_in.routes[("GET", f"{JOBS}/img/status")] = (200, job_obj("img", active=1))
+    stand_in.routes[("GET", PODS)] = (200, pod_list(pod_obj("img-x", "Pending", {"waiting": {
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "localhost:5000/roundhouse/fraud:latest"'}})))
+    status = executor(api_client).status("img")
+    assert status.state == Job.FAILED
+    assert status.reason.startswith(
+        "image localhost:5000/roundhouse/fraud:latest could not be pulled (ImagePullBackOff)")
+    assert stand_in.calls() == [("GET", f"{JOBS}/img/status"), ("GET", PODS)]
+
+
+@pytest.mark.parametrize("minutes_ago, state", [(20, Job.FAILED), (1, Job.RUNNING)])
+def test_unschedulable_pod_fails_after_the_grace_period(api, minutes_ago, state):
+    stand_in, api_client = api
+    since = (NOW - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stand_in.routes[("GET", f"{JOBS}/gpu/status")] = (200, job_obj("gpu", active=1))
+    stand_in.routes[("GET", PODS)] = (200, pod_list(pod_obj("gpu-x", "Pending", conditions=[{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "lastTransitionTime": since,
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}])))
+    status = executor(api_client, unschedulable_grace_seconds=600).status("gpu")
+    assert status.state == state
+    assert "pod gpu-x cannot be scheduled: 0/3 nodes are available: 3 Insufficient " \
+           "nvidia.com/gpu." in status.reason
+    if state == Job.RUNNING:
+        assert status.reason.startswith("waiting: ")
+    else:
+        assert status.reason.endswith("(for 1200s)")
+
+
+def test_running_pod_is_running(api):
+    stand_in, api_client = api
+    stand_in.routes[("GET", f"{JOBS}/ok/status")] = (200, job_obj("ok", active=1))
+    stand_in.routes[("GET", PODS)] = (200, pod_list(pod_obj("ok-x", "Running", {
+        "running": {"startedAt": "2025-03-01T11:59:00Z"}})))
+    assert executor(api_client).status("ok") == k8s.ExecutionStatus(Job.RUNNING, "")
+
+
+def test_logs_are_copied_from_every_pod_oldest_first(api):
+    stand_in, api_client = api
+    stand_in.routes[("GET", PODS)] = (200, pod_list(
+        pod_obj("run-b", created="2025-03-01T11:30:00Z"),
+        pod_obj("run-a", created="2025-03-01T11:00:00Z")))
+    stand_in.routes[("GET", f"{PODS}/run-a/log")] = (200, "loading data\ncrashed\n")
+    stand_in.routes[("GET", f"{PODS}/run-b/log")] = (
+        400, status_obj(400, "BadRequest", 'container "train" is waiting to start'))
+    text = executor(api_client).logs("run")
+    assert text == ("==> pod run-a <==\nloading data\ncrashed\n"
+                    "==> pod run-b <==\n(no log: 400 Bad Request)\n")
+    log_calls = [r for r in stand_in.requests if r.path.endswith("/log")]
+    assert [r.query for r in log_calls] == [{"container": "train"}] * 2
+
+
+def test_cancel_deletes_the_job_with_its_pods(api):
+    stand_in, api_client = api
+    stand_in.routes[("DELETE", f"{JOBS}/a")] = (200, status_obj(200, "", ""))
+    stand_in.routes[("DELETE", f"{JOBS}/gone")] = (404, status_obj(404, "NotFound", "nf"))
+    stand_in.routes[("DELETE", f"{JOBS}/broken")] = (500, status_obj(500, "InternalError", "x"))
+    ex = executor(api_client)
+    ex.cancel("a")
+    ex.cancel("gone")  # already deleted: fine
+    with pytest.raises(client.ApiException):
+        ex.cancel("broken")
+    first = stand_in.requests[0]
+    assert (first.method, first.path) == ("DELETE", f"{JOBS}/a")
+    policy = first.query.get("propagationPolicy") or (first.body or {}).get("propagationPolicy")
+    assert policy == "Foreground"
+
+
+def job_list(rv, *names):
+    return {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {"resourceVersion": rv},
+            "items": [job_obj(n) for n in names]}
+
+
+def event(type_, name, rv):
+    obj = job_obj(name)
+    obj["metadata"]["resourceVersion"] = rv
+    return {"type": type_, "object": obj}
+
+
+def test_watcher_relists_after_an_expired_watch_and_a_dropped_connection(api):
+    stand_in, api_client = api
+    stand_in.routes[("GET", JOBS)] = [(200, job_list("100", "a", "b")),
+                                      (200, job_list("200", "a", "b", "c")),
+                                      (200, job_list("300", "c"))]
+    gone = {"type": "ERROR", "object": status_obj(410, "Expired", "too old resource version")}
+    stand_in.routes[("GET", JOBS + "?watch")] = [
+        ("stream", [event("ADDED", "c", "101"), event("MODIFIED", "a", "102"), gone], False),
+        # The connection drops before the server says anything: the executor cannot know
+        # what it missed, so it lists again.
+        ("stream", [], True),
+    ]
+    watcher = k8s.JobWatcher(api_client, NS, watch_timeout_seconds=30, sleep=lambda s: None)
+    # Stop after the third list, before the watcher opens another watch.
+    seen = list(itertools.islice(watcher.changes(), 8))
+    assert seen == ["a", "b",  # first list
+                    "c", "a",  # watch, then 410 Gone
+                    "a", "b", "c",  # second list; its watch drops
+                    "c"]  # third list
+    assert watcher.relists == 3
+    lists = [r.query for r in stand_in.requests if "watch" not in r.query]
+    watches = [r.query for r in stand_in.requests if "watch" in r.query]
+    assert all(q["labelSelector"] == "app.kubernetes.io/managed-by=roundhouse" for q in lists)
+    assert [w["resourceVersion"] for w in watches] == ["100", "200"]
+    assert all(w["allowWatchBookmarks"] == "true" for w in watches)
