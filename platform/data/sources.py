@@ -12,6 +12,7 @@ file, so the service can report them on the job.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from typing import Sequence
 
@@ -183,11 +184,31 @@ def _python_value(value) -> object:
 
 
 def _cast_values(values: list, column_type: pa.DataType, field: str, column: str) -> pa.Array:
+    if pa.types.is_timestamp(column_type):
+        values = [_timestamp(v, column_type) if isinstance(v, str) else v for v in values]
     try:
         return pa.array(values).cast(column_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise DataError(field, f"{values if len(values) > 1 else values[0]!r} cannot be compared "
                                f"with column {column!r} of type {column_type}: {exc}") from None
+
+
+def _timestamp(text: str, column_type: pa.TimestampType) -> object:
+    """An ISO 8601 string as a datetime comparable with the column, with or without zone.
+
+    Arrow's own cast insists that the string's zone matches the column's (none for a naive
+    column, one for a zoned one); a request should not have to know which it is. Naive
+    values and naive columns are both taken as UTC.
+    """
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text  # let the cast report it
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    if column_type.tz is None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def read_sql(src: training_pb2.SqlSource, field: str, *, role: str = "train",

@@ -301,6 +301,10 @@ def test_filter_values_are_cast_to_the_column_type(tmp_path):
     ]), "data.parquet")
     # Minutes 0..9, multiples of 7, minus the one whose amount is 0.
     assert data.table.column("id").to_pylist() == [7]
+    # A zone in the value, a naive column (taken as UTC): 01:10+01:00 is 00:10 UTC.
+    zoned = read_parquet(source(str(root), ["id"], filters=[
+        ("event_time", "LT", "2024-01-01T01:10:00+01:00")]), "data.parquet")
+    assert zoned.table.num_rows == 10
 
 
 @pytest.fixture
