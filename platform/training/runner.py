@@ -18,6 +18,10 @@ from roundhouse.platform.training.workflow import Workflow
 RECORDED_LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost-cpu", "duckdb", "protobuf")
 
 
+class InputError(ValueError):
+    """The request's data does not fit the workflow."""
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": ".".join(map(str, sys.version_info[:3]))}
     for name in RECORDED_LIBRARIES:
@@ -39,8 +43,12 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     t0 = time.perf_counter()
     _progress(f"loading data for workflow {workflow.name}")
     data = training_data.load(request)
-    params = {**workflow.default_params, **json_format.MessageToDict(request.params)}
+    params = {**workflow.default_params, **_ints(json_format.MessageToDict(request.params))}
     label = workflow.label
+    missing = [c for c in (*workflow.features, label) if c not in data.train.column_names]
+    if missing:
+        raise InputError(f"data: the {workflow.name} workflow needs column(s) {', '.join(missing)}, "
+                         f"which the request's data does not provide (it has {', '.join(data.train.column_names)})")
     train_df = data.train.to_pandas()
     holdout_df = data.holdout.to_pandas()
     t1 = time.perf_counter()
@@ -64,6 +72,18 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     stored = store.put(blob, _with_timings(record, started, t0, t1, t2, t3))
     _progress(f"stored model {stored.record.model_id}" + ("" if stored.created else " (already in the store)"))
     return stored
+
+
+def _ints(value):
+    """Request params arrive as a protobuf Struct, whose numbers are all doubles: give
+    whole numbers back their int type (n_estimators=200, not 200.0)."""
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _struct(values) -> struct_pb2.Struct:

@@ -1,24 +1,12 @@
-"""End to end: the train binary and its .par train, stamp and store the same model."""
+"""The train binary trains, stamps and stores a model; same commit and data, same ID."""
 
-import concurrent.futures
-import json
-import os
 import pathlib
 import re
-import subprocess
 
 from roundhouse.platform.registry import store as store_lib
+from roundhouse.workflows.fraud.train_testlib import run
 
 HERE = pathlib.Path(__file__).parent
-ARGS = ["--charges", "20000", "--days", "30"]
-
-
-def run(cmd, home, cwd=None, env=None):
-    proc = subprocess.run(cmd + ARGS + ["--home", str(home)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "[train]" in proc.stderr  # progress is shown
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_train_prints_one_json_line_and_stores_a_stamped_model(tmp_path):
@@ -40,25 +28,3 @@ def test_train_prints_one_json_line_and_stores_a_stamped_model(tmp_path):
     again = run([str(HERE / "train")], tmp_path)
     assert again["model_id"] == out["model_id"]
     assert store_lib.open_store(str(tmp_path)).list() == [out["model_id"]]
-
-
-def test_par_runs_without_site_packages_from_anywhere_and_trains_the_same_model(tmp_path):
-    par = (HERE / "train.par").resolve()
-    home = tmp_path / "home"
-    cache = tmp_path / "par-cache"
-    elsewhere = tmp_path / "cwd"
-    elsewhere.mkdir()
-    env = {"ROUNDHOUSE_PAR_CACHE": str(cache)}
-    # Two first starts at once: both must work and leave one extracted copy.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        outs = list(pool.map(lambda i: run(["/usr/bin/python3", "-S", str(par)], home / str(i), elsewhere, env),
-                             range(2)))
-    extracted = sorted(p.name for p in cache.iterdir())
-    assert len(extracted) == 1 and not extracted[0].startswith("."), extracted
-    mtime = (cache / extracted[0]).stat().st_mtime_ns
-
-    direct = run([str(HERE / "train")], home / "0")
-    assert outs[0]["model_id"] == direct["model_id"]  # the zip trains the same model
-    again = run(["/usr/bin/python3", "-S", str(par)], home / "0", elsewhere, env)
-    assert again["model_id"] == direct["model_id"]
-    assert (cache / extracted[0]).stat().st_mtime_ns == mtime  # reused, not re-extracted

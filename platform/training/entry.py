@@ -1,0 +1,87 @@
+"""The command line every workflow binary shares: one training request in, one model out.
+
+    train --request REQUEST.json [--store URL] [--result FILE]
+    train [workflow flags]                      # the workflow builds its default request
+
+Both forms run the same path, request -> runner -> model store, whether a person starts the
+binary with `bazel run`, or the training service's local executor (or a Kubernetes Job)
+starts it for a job. The last line on stdout is the JSON summary; --result also writes it
+to a file, atomically, so an executor can tell a finished run from a dead one.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+from typing import Callable
+
+from roundhouse.platform import build_info
+from roundhouse.platform.api import training_pb2, validate
+from roundhouse.platform.data.sources import DataError
+from roundhouse.platform.registry import store as store_lib
+from roundhouse.platform.training import runner
+from roundhouse.platform.training.workflow import Workflow
+
+
+def default_home() -> pathlib.Path:
+    """$ROUNDHOUSE_HOME or ~/.roundhouse: data and models, outside any checkout."""
+    return pathlib.Path(os.environ.get("ROUNDHOUSE_HOME") or pathlib.Path.home() / ".roundhouse")
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(workflow: Workflow, bazel_target: str,
+         default_request: Callable[[argparse.Namespace, pathlib.Path], training_pb2.TrainingRequest],
+         add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+         argv=None, description: str = "") -> int:
+    parser = argparse.ArgumentParser(description=description or f"train the {workflow.name} workflow")
+    parser.add_argument("--request", type=pathlib.Path, help="a TrainingRequest as JSON")
+    parser.add_argument("--home", type=pathlib.Path, default=None,
+                        help="data and model root (default $ROUNDHOUSE_HOME or ~/.roundhouse)")
+    parser.add_argument("--store", default=os.environ.get("ROUNDHOUSE_STORE"),
+                        help="model store: a directory or s3://bucket/prefix (default HOME)")
+    parser.add_argument("--params", default="{}", help="JSON object overriding the workflow's params")
+    parser.add_argument("--result", type=pathlib.Path, help="also write the JSON summary here")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    home = args.home or default_home()
+    try:
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        parser.error(f"--params must be a JSON object: {e}")
+
+    if args.request:
+        try:
+            request = validate.parse_request(args.request.read_text())
+        except validate.RequestError as e:
+            parser.error(f"{args.request}: {e}")
+        except OSError as e:
+            parser.error(f"--request: {e}")
+        if request.workflow != workflow.name:
+            parser.error(f"{args.request}: workflow: this binary trains {workflow.name!r}, "
+                         f"the request asks for {request.workflow!r}")
+    else:
+        request = default_request(args, home)
+    request.params.update(params)
+
+    try:
+        stored = runner.run(request, workflow, store_lib.open_store(args.store or str(home)),
+                            build_info.current(), bazel_target)
+    except (runner.InputError, DataError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    summary = json.dumps(runner.summary(stored))
+    if args.result:
+        _write_atomically(args.result, summary + "\n")
+    print(summary, flush=True)
+    return 0
