@@ -46,6 +46,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _traversable_tmp() -> str:
+    """A temp dir the postgres user can reach: every parent must be world-searchable.
+
+    Bazel points TMPDIR into its output base under root's home (mode 0700), where the
+    server, running as postgres, could not open its own data directory; /tmp always works.
+    """
+    base = tempfile.gettempdir()
+    path = os.path.abspath(base)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return "/tmp"
+        parent = os.path.dirname(path)
+        if parent == path:
+            return base
+        path = parent
+
+
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         # Bazel's test PATH (/bin:/usr/bin) leaves out sbin, where Debian keeps runuser.
@@ -66,7 +83,8 @@ def _run(cmd: list[str]) -> None:
 def postgres_server(dbname: str = "postgres") -> Iterator[str]:
     """Start a server, yield its DSN (trust auth, user postgres), stop and delete it on exit."""
     bin_dir = _bin_dir()
-    root = tempfile.mkdtemp(prefix="rh-pg-")
+    # Socket paths are limited to 107 bytes, another reason for a short base directory.
+    root = tempfile.mkdtemp(prefix="rh-pg-", dir=_traversable_tmp() if os.geteuid() == 0 else None)
     os.chmod(root, 0o755)
     data = os.path.join(root, "data")
     sock = os.path.join(root, "sock")

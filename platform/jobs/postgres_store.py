@@ -74,18 +74,31 @@ class PostgresJobStore(SqlJobStore):
     @contextlib.contextmanager
     def _tx(self) -> Iterator[psycopg.Cursor]:
         with self._lock:
-            conn = self._connection()
+            stack = contextlib.ExitStack()
+            for attempt in range(2):
+                conn = self._connection()
+                try:
+                    stack.enter_context(conn.transaction())
+                    break
+                except psycopg.OperationalError:
+                    # The server restarted or dropped us while idle. Nothing has happened
+                    # yet in this transaction, so one retry on a new connection is safe.
+                    self._drop()
+                    if attempt:
+                        raise
             try:
-                with conn.transaction(), conn.cursor() as cur:
-                    yield cur
+                with stack:
+                    yield stack.enter_context(conn.cursor())
             except psycopg.OperationalError:
-                # The server went away or restarted: drop the connection so the next call
-                # reconnects instead of failing forever.
-                conn.close()
-                self._conn = None
+                # Lost mid-transaction: the outcome is unknown, so the caller must hear of
+                # it; the next call reconnects.
+                self._drop()
                 raise
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        self._drop()

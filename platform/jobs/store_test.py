@@ -264,3 +264,21 @@ def test_set_result_and_open_store_urls(make_store, tmp_path):
         with open_store(store.dsn) as s:
             assert isinstance(s, PostgresJobStore)
             assert s.get(job.id).result.model_id == "m"
+
+
+def test_postgres_store_reconnects_after_the_server_drops_it(postgres):
+    store = PostgresJobStore(postgres)
+    try:
+        job = store.create(req())
+        before = store._conn
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                "AND backend_type = 'client backend'").fetchall()
+        assert killed and all(ok for (ok,) in killed)
+        # The store's connection is dead; the next call notices at BEGIN and reconnects.
+        assert store.get(job.id).id == job.id
+        assert store._conn is not before
+    finally:
+        store.close()
