@@ -3,10 +3,12 @@
 The job store holds the truth about a training job; this executor only submits a Kubernetes
 Job, reads back what happened to it, copies its logs and deletes it on cancel. Its `ref` (the
 Kubernetes Job's name) is what the job store keeps so a restarted service can re-attach.
+It has the executor interface platform/training's worker drives: name, submit(job_id,
+request) -> ref, status(ref), logs(ref), cancel(ref).
 
 A Job whose pod cannot be scheduled, or whose image cannot be pulled, never fails by itself:
-Kubernetes keeps it pending. status() looks at the pods and reports those as failures with
-the reason, so a job is not left "running" forever.
+Kubernetes keeps it pending. status() looks at the pods, reports those as failures with the
+reason (so a job is not left "running" forever) and deletes the stuck Job.
 
 Watching is only a hint of when to look again: JobWatcher re-lists after a dropped or
 expired watch, and whoever consumes it should still poll status() now and then.
@@ -40,10 +42,15 @@ CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError
 
 @dataclasses.dataclass(frozen=True)
 class ExecutionStatus:
-    """What the executor saw: RUNNING (pending counts as running), SUCCEEDED or FAILED."""
+    """What the executor saw: RUNNING (pending counts as running), SUCCEEDED or FAILED.
+
+    `lost` means the run vanished without a known outcome (the Kubernetes Job is gone), so
+    the job may be run again.
+    """
 
     state: int
     reason: str = ""
+    lost: bool = False
 
     @property
     def finished(self) -> bool:
@@ -94,7 +101,8 @@ class KubernetesExecutor:
         except ApiException as exc:
             if exc.status == 404:
                 return ExecutionStatus(Job.FAILED, f"kubernetes job {ref} no longer exists "
-                                                   "(deleted, or removed after its time-to-live)")
+                                                   "(deleted, or removed after its time-to-live)",
+                                       lost=True)
             raise
         for cond in job.status.conditions or []:
             if cond.status != "True":
@@ -118,7 +126,19 @@ class KubernetesExecutor:
                                            .replace(tzinfo=dt.timezone.utc), p.metadata.name))
 
     def _pending_or_running(self, ref: str) -> ExecutionStatus:
-        """A Job without a final condition: running, or stuck in a way that will not resolve."""
+        """A Job without a final condition: running, or stuck in a way that will not resolve.
+
+        A Job found stuck is deleted here: left alone it would keep its pod (and a pulling
+        pod's node reservation, GPUs included) until activeDeadlineSeconds. Such a pod never
+        ran, so there is no log to lose.
+        """
+        status = self._pod_level_status(ref)
+        if status.state == Job.FAILED:
+            log.warning("kubernetes job %s is stuck (%s); deleting it", ref, status.reason)
+            self.cancel(ref)
+        return status
+
+    def _pod_level_status(self, ref: str) -> ExecutionStatus:
         pods = self._pods(ref)
         if not pods:
             return ExecutionStatus(Job.RUNNING, "waiting for the pod to be created")
@@ -167,8 +187,10 @@ class KubernetesExecutor:
     def logs(self, ref: str) -> str:
         """The logs of every pod the Job ran (a retried Job has several), oldest first.
 
-        Call it when the job ends, before ttlSecondsAfterFinished removes the pods; the
-        caller keeps the text in the job store.
+        Call it while the job runs and once more when it ends, before ttlSecondsAfterFinished
+        removes the pods; the caller keeps the text in the job store. The text only grows
+        between calls (a later pod's log comes after a header), so a caller can copy just
+        what is new since the length it saw last.
         """
         try:
             pods = self._pods(ref)
@@ -177,7 +199,7 @@ class KubernetesExecutor:
                 return ""
             raise
         parts = []
-        for pod in pods:
+        for i, pod in enumerate(pods):
             try:
                 text = self._core.read_namespaced_pod_log(pod.metadata.name,
                                                           self.config.namespace,
@@ -185,8 +207,8 @@ class KubernetesExecutor:
             except ApiException as exc:
                 # A pod that never started has no log; say so rather than fail the copy.
                 text = f"(no log: {exc.status} {exc.reason})\n"
-            if len(pods) > 1:
-                parts.append(f"==> pod {pod.metadata.name} <==\n")
+            if i:
+                parts.append(f"==> retried in pod {pod.metadata.name} <==\n")
             parts.append(text if text.endswith("\n") or not text else text + "\n")
         return "".join(parts)
 

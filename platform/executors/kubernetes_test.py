@@ -109,7 +109,8 @@ def test_status_of_finished_jobs(api):
 
     stand_in.routes[("GET", f"{JOBS}/gone/status")] = (404, status_obj(404, "NotFound", "nf"))
     gone = ex.status("gone")
-    assert gone.state == Job.FAILED and "no longer exists" in gone.reason
+    assert gone.state == Job.FAILED and "no longer exists" in gone.reason and gone.lost
+    assert not crash.lost and not late.lost
 
 
 def test_image_pull_backoff_is_a_failure_with_the_image_named(api):
@@ -118,11 +119,14 @@ def test_image_pull_backoff_is_a_failure_with_the_image_named(api):
     stand_in.routes[("GET", PODS)] = (200, pod_list(pod_obj("img-x", "Pending", {"waiting": {
         "reason": "ImagePullBackOff",
         "message": 'Back-off pulling image "localhost:5000/roundhouse/fraud:latest"'}})))
+    stand_in.routes[("DELETE", f"{JOBS}/img")] = (200, status_obj(200, "", ""))
     status = executor(api_client).status("img")
-    assert status.state == Job.FAILED
+    assert status.state == Job.FAILED and not status.lost
     assert status.reason.startswith(
         "image localhost:5000/roundhouse/fraud:latest could not be pulled (ImagePullBackOff)")
-    assert stand_in.calls() == [("GET", f"{JOBS}/img/status"), ("GET", PODS)]
+    # The stuck Job is deleted so its pod stops holding the node's resources.
+    assert stand_in.calls() == [("GET", f"{JOBS}/img/status"), ("GET", PODS),
+                                ("DELETE", f"{JOBS}/img")]
 
 
 @pytest.mark.parametrize("minutes_ago, state", [(20, Job.FAILED), (1, Job.RUNNING)])
@@ -134,8 +138,10 @@ def test_unschedulable_pod_fails_after_the_grace_period(api, minutes_ago, state)
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "lastTransitionTime": since,
         "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}])))
+    stand_in.routes[("DELETE", f"{JOBS}/gpu")] = (200, status_obj(200, "", ""))
     status = executor(api_client, unschedulable_grace_seconds=600).status("gpu")
     assert status.state == state
+    assert (("DELETE", f"{JOBS}/gpu") in stand_in.calls()) == (state == Job.FAILED)
     assert "pod gpu-x cannot be scheduled: 0/3 nodes are available: 3 Insufficient " \
            "nvidia.com/gpu." in status.reason
     if state == Job.RUNNING:
@@ -161,8 +167,8 @@ def test_logs_are_copied_from_every_pod_oldest_first(api):
     stand_in.routes[("GET", f"{PODS}/run-b/log")] = (
         400, status_obj(400, "BadRequest", 'container "train" is waiting to start'))
     text = executor(api_client).logs("run")
-    assert text == ("==> pod run-a <==\nloading data\ncrashed\n"
-                    "==> pod run-b <==\n(no log: 400 Bad Request)\n")
+    assert text == ("loading data\ncrashed\n"
+                    "==> retried in pod run-b <==\n(no log: 400 Bad Request)\n")
     log_calls = [r for r in stand_in.requests if r.path.endswith("/log")]
     assert [r.query for r in log_calls] == [{"container": "train"}] * 2
 
