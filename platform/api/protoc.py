@@ -4,10 +4,11 @@
 py_binary runs this file instead, so it adds it here.
 """
 
+import importlib.resources
 import sys
 
 from grpc_tools import protoc
 
 if __name__ == "__main__":
-    include = protoc._get_resource_file_name("grpc_tools", "_proto")
+    include = importlib.resources.files("grpc_tools") / "_proto"
     sys.exit(protoc.main(["protoc", *sys.argv[1:], f"-I{include}"]))
