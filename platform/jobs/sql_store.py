@@ -50,6 +50,10 @@ class SqlJobStore(JobStore):
     def _tx(self) -> contextlib.AbstractContextManager:
         """A context manager yielding a cursor inside one write transaction."""
 
+    def _read(self) -> contextlib.AbstractContextManager:
+        """Like _tx, for transactions that only read (backends may take lighter locks)."""
+        return self._tx()
+
     def _q(self, sql: str) -> str:
         return sql
 
@@ -69,7 +73,7 @@ class SqlJobStore(JobStore):
             return self._get(cur, job_id)
 
     def get(self, job_id: str, *, with_logs: bool = False) -> Job:
-        with self._tx() as cur:
+        with self._read() as cur:
             job = self._get(cur, job_id)
             if with_logs:
                 job.logs, _ = self._read_logs(cur, job_id, 0)
@@ -87,7 +91,7 @@ class SqlJobStore(JobStore):
             args.append(State.Name(state_value(state)))
         sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        with self._tx() as cur:
+        with self._read() as cur:
             cur.execute(self._q(sql), (*args, int(limit)))
             return [self._job(row) for row in cur.fetchall()]
 
@@ -203,7 +207,7 @@ class SqlJobStore(JobStore):
             return int(cur.fetchone()[0])
 
     def read_logs(self, job_id: str, after: int = 0) -> tuple[str, int]:
-        with self._tx() as cur:
+        with self._read() as cur:
             self._row(cur, job_id)
             return self._read_logs(cur, job_id, after)
 

@@ -63,12 +63,19 @@ class SqliteJobStore(SqlJobStore):
         with self._lock:
             self._conn.executescript(SCHEMA)
 
+    def _tx(self):
+        # IMMEDIATE takes the write lock up front, so a read-then-update (claim, transition)
+        # cannot interleave with another process's.
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def _read(self):
+        # A deferred transaction only reads: with WAL it never waits for a writer.
+        return self._transaction("BEGIN")
+
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
         with self._lock:
-            # IMMEDIATE takes the write lock up front, so a read-then-update (claim,
-            # transition) cannot interleave with another process's.
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(begin)
             cur = self._conn.cursor()
             try:
                 yield cur
