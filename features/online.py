@@ -125,6 +125,19 @@ class OnlineProgram:
         cond = PyExpr(lambda n: f"row[{self.pos[n.name]}]")(agg.where)
         return f"({value} if ({cond}) is True else None)"
 
+    def _member_columns(self, g: Group) -> list[str]:
+        """Distinct member-value expressions of a window group; slots sharing one (e.g. sum and
+        avg of the same field) share a column of the stored rows."""
+        cols: list[str] = []
+        for s in g.slots:
+            src = self._member_src(s)
+            if src not in cols:
+                cols.append(src)
+        return cols
+
+    def _column_of(self, s: Slot) -> int:
+        return 1 + self._member_columns(s.group).index(self._member_src(s))
+
     def _field_base(self, s: Slot):
         return None if s.agg.field is None else \
             self.program.streams[s.agg.stream].field(s.agg.field).type.base
@@ -158,6 +171,14 @@ class OnlineProgram:
         if fn == "count_distinct":
             return f"len({{v for r in rs[{i}:] if (v := r[{c}]) is not None}})"
         return f"_last(rs, {i}, {c})"
+
+    def _from_values(self, s: Slot, vl: str) -> str:
+        fn = s.agg.fn
+        if fn == "sum":
+            return f"float(sum({vl}))" if self._field_base(s) is Base.FLOAT else f"sum({vl})"
+        if fn == "avg":
+            return f"(float(sum({vl})) / len({vl}) if {vl} else None)"
+        return f"({fn}({vl}) if {vl} else None)"
 
     def _lifetime_layout(self, g: Group) -> tuple[list[int], list]:
         offsets, init = [], []
@@ -215,9 +236,19 @@ class OnlineProgram:
                 for w in windows:  # longest first: each bisect starts where the last ended
                     lines.append(f"            i{w} = bisect_left(ts, t - {w}, {prev})")
                     prev = f"i{w}"
+                made: set[str] = set()
                 for s, nm in zip(g.slots, names):
-                    lines.append(f"            {nm} = "
-                                 f"{self._window_value(s, 1 + s.index, 'i' + str(s.agg.window.micros))}")
+                    c, i = self._column_of(s), f"i{s.agg.window.micros}"
+                    if s.agg.fn in ("sum", "avg", "min", "max"):
+                        # One list of non-null values per (column, window), shared by slots.
+                        vl = f"v{c}_{s.agg.window.micros}"
+                        if vl not in made:
+                            made.add(vl)
+                            lines.append(f"            {vl} = [v for r in rs[{i}:] "
+                                         f"if (v := r[{c}]) is not None]")
+                        lines.append(f"            {nm} = {self._from_values(s, vl)}")
+                    else:
+                        lines.append(f"            {nm} = {self._window_value(s, c, i)}")
             else:
                 offsets, _ = self._lifetime_layout(g)
                 for s, nm, o in zip(g.slots, names, offsets):
@@ -258,9 +289,16 @@ class OnlineProgram:
             if g.kind == "window":
                 cutoff = f"M2 - {p.lateness_micros + g.max_window}"
                 lines.append(f"        cutoff = {cutoff}")
-                lines.append("        rec = (seq, " + ", ".join(ms) + ",)")
+                cols = self._member_columns(g)
+                names = [f"m{c}" for c in range(len(cols))]
+                for nm, src_ in zip(names, cols):
+                    lines.append(f"        {nm} = {src_}")
+                lines.append("        rec = (seq, " + ", ".join(names) + ",)")
                 # An event that counts for nothing, or is already too old, is not stored.
-                lines.append("        if t >= cutoff and any(v is not None for v in rec[1:]):")
+                always = any(src_ == "1" for src_ in cols)
+                stores_any = "True" if always else \
+                    " or ".join(f"{nm} is not None" for nm in names)
+                lines.append(f"        if t >= cutoff and ({stores_any}):")
                 lines.append(f"            table = states[{g.id!r}]")
                 lines.append("            st = table.get(k)")
                 lines.append("            if st is None:")

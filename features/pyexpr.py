@@ -85,6 +85,11 @@ class PyExpr:
 
     def __init__(self, ref: Callable[[ast.Expr], str]):
         self.ref = ref
+        self._n = 0
+
+    def _tmp(self) -> str:
+        self._n += 1
+        return f"_t{self._n}"
 
     def __call__(self, e: ast.Expr) -> str:
         return getattr(self, "_" + type(e).__name__.lower())(e)
@@ -117,7 +122,9 @@ class PyExpr:
             return f"_div({self(l)}, {self(r)})"
         mixed = Base.FLOAT in (l.type.base, r.type.base)
         ls, rs = (self._float(l), self._float(r)) if mixed else (self(l), self(r))
-        return f"{_OP_NAME[e.op]}({ls}, {rs})"
+        a, b = self._tmp(), self._tmp()
+        # Inline (no call) null propagation: this is the online target's hot path.
+        return f"(None if ({a} := {ls}) is None or ({b} := {rs}) is None else {a} {e.op} {b})"
 
     def _isnull(self, e):
         return f"(({self(e.operand)}) is {'not ' if e.negated else ''}None)"
