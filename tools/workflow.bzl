@@ -2,8 +2,8 @@
 
 load("//tools:par.bzl", "py_par")
 
-def py_workflow(name, main, srcs = [], deps = [], **kwargs):
-    """Defines :NAME (bazel run) and :NAME.par (one file, `python3 -S NAME.par`)."""
+def py_workflow(name, main, srcs = [], deps = [], par = True, **kwargs):
+    """Defines :NAME (bazel run) and, with par, :NAME.par (one file, `python3 -S NAME.par`)."""
     native.py_binary(
         name = name,
         srcs = srcs + [main],
@@ -12,9 +12,11 @@ def py_workflow(name, main, srcs = [], deps = [], **kwargs):
         python_version = "PY3",
         **kwargs
     )
-    py_par(
-        name = name + ".par",
-        binary = ":" + name,
-        main = main,
-        visibility = kwargs.get("visibility"),
-    )
+    if par:
+        py_par(
+            name = name + ".par",
+            binary = ":" + name,
+            main = main,
+            testonly = kwargs.get("testonly", False),
+            visibility = kwargs.get("visibility"),
+        )

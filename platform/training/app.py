@@ -1,0 +1,94 @@
+"""The training service's HTTP API (a Flask application factory).
+
+POST /v1/jobs                  a TrainingRequest as JSON -> 202 {"job_id"}; 400 names the bad field
+GET  /v1/jobs?owner=&workflow=&state=
+GET  /v1/jobs/<id>             state, timestamps, reason (no logs)
+GET  /v1/jobs/<id>/result      model ID, git SHA, metrics (409 until the job succeeded)
+GET  /v1/jobs/<id>/logs?after=N   {"text", "next"}
+POST /v1/jobs/<id>/cancel
+GET  /healthz
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from google.protobuf import json_format
+
+from roundhouse.platform.api import job_pb2, validate
+from roundhouse.platform.jobs.store import InvalidTransition, JobNotFound, JobStore
+
+Job = job_pb2.Job
+
+
+def _job_json(job: Job) -> dict:
+    return json_format.MessageToDict(job, preserving_proto_field_name=True)
+
+
+def create_app(jobs: JobStore) -> Flask:
+    app = Flask("roundhouse.training")
+    log = logging.getLogger("roundhouse.training.api")
+
+    def error(status, message, **extra):
+        return jsonify({"error": message, **extra}), status
+
+    @app.errorhandler(JobNotFound)
+    def not_found(e):
+        return error(404, str(e))
+
+    @app.get("/healthz")
+    def health():
+        jobs.list(limit=1)  # the job store answers
+        return jsonify({"status": "ok"})
+
+    @app.post("/v1/jobs")
+    def submit():
+        try:
+            req = validate.parse_request(request.get_data())
+        except validate.RequestError as e:
+            return jsonify({**e.to_dict(), "error": f"invalid training request: {e}"}), 400
+        job = jobs.create(req)
+        log.info("job %s queued: workflow=%s owner=%s", job.id, req.workflow, req.metadata.owner)
+        return jsonify({"job_id": job.id}), 202
+
+    @app.get("/v1/jobs")
+    def list_jobs():
+        state = request.args.get("state") or None
+        if state and state.upper() not in Job.State.keys():
+            return error(400, f"state: unknown state {state!r}", field="state")
+        found = jobs.list(owner=request.args.get("owner") or None,
+                          workflow=request.args.get("workflow") or None,
+                          state=state.upper() if state else None)
+        return jsonify({"jobs": [_job_json(j) for j in found]})
+
+    @app.get("/v1/jobs/<job_id>")
+    def get_job(job_id):
+        return jsonify(_job_json(jobs.get(job_id)))
+
+    @app.get("/v1/jobs/<job_id>/result")
+    def result(job_id):
+        job = jobs.get(job_id)
+        if job.state != Job.SUCCEEDED:
+            return error(409, f"job {job_id} is {Job.State.Name(job.state).lower()}, not succeeded",
+                         state=Job.State.Name(job.state), reason=job.reason)
+        return jsonify(json_format.MessageToDict(job.result, preserving_proto_field_name=True))
+
+    @app.get("/v1/jobs/<job_id>/logs")
+    def logs(job_id):
+        try:
+            after = int(request.args.get("after", 0))
+        except ValueError:
+            return error(400, "after: must be an integer log position", field="after")
+        text, position = jobs.read_logs(job_id, after=after)
+        return jsonify({"text": text, "next": position})
+
+    @app.post("/v1/jobs/<job_id>/cancel")
+    def cancel(job_id):
+        try:
+            job = jobs.request_cancel(job_id, "cancelled by request")
+        except InvalidTransition as e:
+            return error(409, str(e))
+        return jsonify(_job_json(job)), 202
+
+    return app

@@ -1,0 +1,77 @@
+"""`bazel run //platform/training:server -- --port N`: the training service.
+
+Embedded defaults: a SQLite job store and the model store under $ROUNDHOUSE_HOME, jobs run
+as local processes of the workflow executables built with this binary. Real parts by flag:
+--jobs postgresql://..., --store s3://bucket/prefix.
+"""
+
+import argparse
+import logging
+import os
+import pathlib
+import socket
+import sys
+import threading
+
+import waitress
+
+from roundhouse.platform.executors.local import LocalExecutor
+from roundhouse.platform.jobs.factory import open_store as open_jobs
+from roundhouse.platform.training.app import create_app
+from roundhouse.platform.training.entry import default_home
+from roundhouse.platform.training.worker import Worker
+
+# Workflow executables built into this binary's runfiles (see BUILD.bazel).
+_RUNFILES = pathlib.Path(__file__).resolve().parents[2]
+BUILT_WORKFLOWS = {"fraud": "workflows/fraud/train"}
+
+
+def parse_args(argv):
+    home = default_home()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--jobs", default=str(home / "jobs.sqlite"),
+                        help="job store: a SQLite path or postgresql://...")
+    parser.add_argument("--store", default=os.environ.get("ROUNDHOUSE_STORE", str(home)),
+                        help="model store: a directory or s3://bucket/prefix")
+    parser.add_argument("--jobs-dir", default=str(home / "jobs"), help="working directories of local jobs")
+    parser.add_argument("--workflow", action="append", default=[], metavar="NAME=COMMAND",
+                        help="the train command of a workflow (default: the ones built in)")
+    parser.add_argument("--time-limit", type=int, default=6 * 3600, help="seconds a job may run")
+    parser.add_argument("--worker-id", default=f"{socket.gethostname()}-local",
+                        help="stable across restarts, so a restarted service takes its jobs back")
+    parser.add_argument("--capacity", type=int, default=2, help="jobs run at once")
+    args = parser.parse_args(argv)
+    workflows = {name: str(_RUNFILES / path) for name, path in BUILT_WORKFLOWS.items()
+                 if (_RUNFILES / path).exists()}
+    for item in args.workflow:
+        name, sep, command = item.partition("=")
+        if not sep or not name or not command:
+            parser.error(f"--workflow {item!r}: expected NAME=COMMAND")
+        workflows[name] = command
+    args.workflows = workflows
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    jobs = open_jobs(args.jobs)
+    executor = LocalExecutor(args.workflows, args.jobs_dir, args.store, args.time_limit)
+    worker = Worker(jobs, executor, args.worker_id, capacity=args.capacity)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+    thread.start()
+    logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s)",
+                 args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)))
+    try:
+        waitress.serve(create_app(jobs), host=args.host, port=args.port, threads=8, _quiet=True)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
