@@ -42,7 +42,8 @@ def test_fraud_definitions_have_the_issue_names_and_types():
         "card_charges_1h", "card_charges_24h", "card_charges_7d", "card_amount_sum_7d",
         "card_amount_avg_7d", "card_amount_avg_30d", "card_distinct_merchants_30d",
         "card_amount_max_30d", "merchant_charges_1h", "ip_distinct_cards_24h",
-        "merchant_disputes_30d", "amount_to_card_avg_30d"]
+        "merchant_disputes_30d", "card_distinct_merchants_24h", "amount",
+        "amount_to_card_avg_30d"]
     assert [d.column for d in p.labels] == ["is_fraud"]
     assert p.lateness_micros == 3_600_000_000
     types = {d.column: d.expr.type.base for d in p.features + p.labels}

@@ -49,9 +49,13 @@ def definition_hash(program: ast.Program, column: str) -> str:
                 seen.add(n.name)
                 parts.append(f"uses {n.name}={definition_hash(program, n.name)}")
             if isinstance(n, ast.Agg):
-                st = program.streams[n.stream]
+                # Only the fields it reads: adding a field to a stream changes nothing.
+                st, drv = program.streams[n.stream], program.driver_stream
+                used = [n.field] + [k.stream_field for k in n.keys]
                 parts.append(f"stream {st.name} " + ", ".join(
-                    f"{f.name}:{f.type}" for f in st.fields))
+                    f"{name}:{st.field(name).type}" for name in used if name))
+                parts.append(f"driver {drv.name} " + ", ".join(
+                    f"{k.driver_field}:{drv.field(k.driver_field).type}" for k in n.keys))
                 if n.where is not None:
                     visit(n.where)
             if isinstance(n, ast.FieldRef):
