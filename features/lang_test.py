@@ -87,8 +87,8 @@ def test_dependency_order_puts_readers_after_what_they_read():
 def test_error_shows_file_line_column_caret_and_hint():
     msg = error_of("feature x = sum(charge.amout) by card_id over 1h\n")
     line = HEADER.count("\n") + 1
-    assert f"t.feat:{line}:13: error: stream 'charge' has no field 'amout'" in msg
-    assert "    feature x = sum(charge.amout) by card_id over 1h\n                ^" in msg
+    assert f"t.feat:{line}:24: error: stream 'charge' has no field 'amout'" in msg
+    assert "    feature x = sum(charge.amout) by card_id over 1h\n" + " " * 27 + "^" in msg
     assert "hint: did you mean 'amount'?" in msg
 
 

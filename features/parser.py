@@ -156,7 +156,8 @@ class _ToAst(lark.Transformer):
     def aggregation(self, items):
         fn, stream, field, where, keys, window = items
         return ast.Agg(str(fn), str(stream), str(field) if field is not None else None, where,
-                       keys, window, self._tok(fn))
+                       keys, window, self._tok(fn), stream_loc=self._tok(stream),
+                       field_loc=self._tok(field) if field is not None else None)
 
     def keys(self, items):
         return tuple(items)

@@ -165,6 +165,8 @@ class Agg(Expr):
     window: Window
     loc: Loc
     type: Type | None = None
+    stream_loc: Loc | None = None  # where errors about the stream or field point
+    field_loc: Loc | None = None
 
 
 # ---------------------------------------------------------------- definitions

@@ -303,7 +303,7 @@ class Checker:
                       "only a label may look forward; declare it with `label NAME = ...`")
             return None
         if e.stream not in self.streams:
-            self.fail(e.loc, f"unknown stream {e.stream!r}",
+            self.fail(e.stream_loc or e.loc, f"unknown stream {e.stream!r}",
                       _hint_names(e.stream, self.streams) or
                       f"declare it with `stream {e.stream} {{ ... }}`")
             return None
@@ -324,7 +324,7 @@ class Checker:
                 return None
             f = fields.get(e.field)
             if f is None:
-                self.fail(e.loc, f"stream {e.stream!r} has no field {e.field!r}",
+                self.fail(e.field_loc or e.loc, f"stream {e.stream!r} has no field {e.field!r}",
                           _hint_names(e.field, fields) or f"fields: {', '.join(fields)}")
                 return None
             fb = f.type.base
