@@ -7,7 +7,8 @@ and asserts the parity contract (see features/parity_test_main.py).
 `data` must list the files `defs` imports.
 """
 
-def feature_parity_test(name, defs, data = [], events = 3000, seeds = "1,2,3", size = "medium", **kwargs):
+def feature_parity_test(name, defs, data = [], events = 3000, seeds = "1,2,3", spark_events = 300, size = "large", **kwargs):
+    """spark_events: size of the log also run through Spark (local mode); 0 skips Spark."""
     native.py_test(
         name = name,
         srcs = ["//features:parity_test_main.py"],
@@ -19,9 +20,12 @@ def feature_parity_test(name, defs, data = [], events = 3000, seeds = "1,2,3", s
             str(events),
             "--seeds",
             seeds,
+            "--spark-events",
+            str(spark_events),
         ],
         data = [defs] + data,
-        deps = ["//features:lang", "//features:parity", "@pypi//pytest"],
+        deps = ["//features:lang", "//features:parity", "@pypi//pytest"] +
+               (["//features:batch_spark"] if spark_events else []),
         python_version = "PY3",
         size = size,
         **kwargs

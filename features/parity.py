@@ -28,7 +28,7 @@ def online_rows(program: ast.Program, table) -> list[dict]:
     return replay.replay_table(program, table, store).to_pylist()
 
 
-def _exact_columns(program: ast.Program) -> set[str]:
+def exact_columns(program: ast.Program) -> set[str]:
     """Floats that must match exactly: averages of integer fields (money is integer)."""
     out = set()
     for d in program.features:
@@ -75,7 +75,7 @@ def run(program: ast.Program, n: int, seed: int, reference: bool = False) -> Rep
     table = events.conform(gen.generate(program, n, seed), program)
     b = batch_rows(program, table)
     o = online_rows(program, table)
-    exact = _exact_columns(program)
+    exact = exact_columns(program)
     diffs = [f"batch vs online: {d}" for d in differences(o, b, exact)]
     if reference:
         want = _reference(program, table)
