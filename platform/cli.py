@@ -1,0 +1,184 @@
+"""`bazel run //platform:cli -- COMMAND ...`: submit and follow training jobs, manage models.
+
+Jobs go through the training service (--server, default $ROUNDHOUSE_SERVER or
+http://127.0.0.1:8080); models and tags are read and moved in the model store directly
+(--store, default $ROUNDHOUSE_STORE or ~/.roundhouse).
+
+  submit FILE [--watch]     a TrainingRequest in JSON or YAML -> job ID
+  watch JOB                 progress and logs until the job ends, then its result
+  status JOB | result JOB | logs JOB | cancel JOB
+  jobs [--owner O] [--workflow W] [--state S]
+  models | model ID | tags | tag TAG ID | untag TAG | rollback TAG | history TAG
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+from roundhouse.platform.registry import store as store_lib
+from roundhouse.platform.registry import tags as tags_lib
+from roundhouse.platform.training.entry import default_home
+
+
+class CliError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error", "")
+            except ValueError:
+                message = e.reason
+            raise CliError(f"{method} {path}: {e.code} {message}") from None
+        except urllib.error.URLError as e:
+            raise CliError(f"cannot reach the training service at {self.base}: {e.reason} "
+                           "(start it with `bazel run //platform/training:server`, or pass --server)") from None
+
+
+def load_request(path: pathlib.Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CliError(f"{path}: {e.strerror}") from None
+    try:
+        body = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise CliError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    # Local paths may be written relative to the home folder; the service needs them whole.
+    parquet = (body.get("data") or {}).get("parquet") if isinstance(body, dict) else None
+    if isinstance(parquet, dict) and isinstance(parquet.get("uri"), str) and "://" not in parquet["uri"]:
+        parquet["uri"] = os.path.abspath(os.path.expanduser(os.path.expandvars(parquet["uri"])))
+    return body
+
+
+def watch(client: Client, job_id: str, out=sys.stdout, poll: float = 0.5) -> dict:
+    position, last_state, started = 0, None, time.monotonic()
+    while True:
+        job = client.call("GET", f"/v1/jobs/{job_id}")
+        logs = client.call("GET", f"/v1/jobs/{job_id}/logs?after={position}")
+        for line in logs["text"].splitlines():
+            print(f"  | {line}", file=out)
+        position = logs["next"]
+        state = job["state"]
+        if state != last_state:
+            print(f"[{time.monotonic() - started:6.1f}s] job {job_id}: {state.lower()}"
+                  + (f" ({job['reason']})" if job.get("reason") else ""), file=out, flush=True)
+            last_state = state
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return job
+        time.sleep(poll)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="roundhouse", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[5:]))
+    parser.add_argument("--server", default=os.environ.get("ROUNDHOUSE_SERVER", "http://127.0.0.1:8080"))
+    parser.add_argument("--store", default=os.environ.get("ROUNDHOUSE_STORE", str(default_home())))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("submit")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--watch", action="store_true")
+    for name in ("watch", "status", "result", "logs", "cancel"):
+        sub.add_parser(name).add_argument("job_id")
+    p = sub.add_parser("jobs")
+    for flag in ("--owner", "--workflow", "--state"):
+        p.add_argument(flag, default="")
+    sub.add_parser("models")
+    sub.add_parser("model").add_argument("model_id")
+    sub.add_parser("tags")
+    p = sub.add_parser("tag")
+    p.add_argument("tag")
+    p.add_argument("model_id")
+    for name in ("untag", "rollback", "history"):
+        sub.add_parser(name).add_argument("tag")
+    args = parser.parse_args(argv)
+
+    # Relative paths are meant from where the user ran `bazel run`, not from its runfiles.
+    if os.environ.get("BUILD_WORKING_DIRECTORY"):
+        os.chdir(os.environ["BUILD_WORKING_DIRECTORY"])
+    client = Client(args.server)
+    user = os.environ.get("USER", "")
+    show = lambda value: print(json.dumps(value, indent=2, sort_keys=True))  # noqa: E731
+    try:
+        if args.command == "submit":
+            job_id = client.call("POST", "/v1/jobs", load_request(args.file))["job_id"]
+            print(job_id)
+            if args.watch:
+                job = watch(client, job_id)
+                if job["state"] != "SUCCEEDED":
+                    return 1
+                show(client.call("GET", f"/v1/jobs/{job_id}/result"))
+        elif args.command == "watch":
+            job = watch(client, args.job_id)
+            if job["state"] != "SUCCEEDED":
+                return 1
+            show(client.call("GET", f"/v1/jobs/{args.job_id}/result"))
+        elif args.command == "status":
+            show(client.call("GET", f"/v1/jobs/{args.job_id}"))
+        elif args.command == "result":
+            show(client.call("GET", f"/v1/jobs/{args.job_id}/result"))
+        elif args.command == "logs":
+            print(client.call("GET", f"/v1/jobs/{args.job_id}/logs")["text"], end="")
+        elif args.command == "cancel":
+            print(client.call("POST", f"/v1/jobs/{args.job_id}/cancel")["state"].lower())
+        elif args.command == "jobs":
+            query = "&".join(f"{k}={getattr(args, k)}" for k in ("owner", "workflow", "state") if getattr(args, k))
+            for job in client.call("GET", f"/v1/jobs?{query}")["jobs"]:
+                print(f"{job['id']}  {job['state'].lower():9}  {job.get('workflow', '')}  {job.get('owner', '')}"
+                      f"  {job.get('reason', '')}")
+        else:
+            models = store_lib.open_store(args.store)
+            tags = tags_lib.TagStore(models)
+            if args.command == "models":
+                by_model = {}
+                for tag, mid in tags.list().items():
+                    by_model.setdefault(mid, []).append(tag)
+                for mid in models.list():
+                    r = models.get(mid)
+                    auc = r.metrics.get("roc_auc")
+                    print(f"{mid}  {r.bazel_target}  git {r.git_sha[:12] or 'unstamped'}"
+                          f"{' (dirty)' if r.git_dirty else ''}  roc_auc={auc:.4f}  {' '.join(by_model.get(mid, []))}")
+            elif args.command == "model":
+                from google.protobuf import json_format
+                show(json_format.MessageToDict(models.get(args.model_id)))
+            elif args.command == "tags":
+                for tag, mid in sorted(tags.list().items()):
+                    print(f"{tag}  {mid}")
+            elif args.command == "tag":
+                tags.set(args.tag, args.model_id, by=user)
+                print(f"{args.tag} -> {args.model_id}")
+            elif args.command == "untag":
+                tags.untag(args.tag, by=user)
+                print(f"{args.tag} untagged")
+            elif args.command == "rollback":
+                print(f"{args.tag} -> {tags.rollback(args.tag, by=user)}")
+            elif args.command == "history":
+                for e in tags.history(args.tag):
+                    print(f"{e.at}  {e.model_id or '(untagged)'}  {e.by}")
+    except (CliError, store_lib.ModelNotFound, tags_lib.TagError) as e:
+        print(f"roundhouse: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The CLI against a real training service and model store."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from roundhouse.platform.training.service_testlib import Service, request, toy_data
+
+CLI = pathlib.Path(__file__).with_name("cli")
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path, str(tmp_path / "jobs.sqlite")).start()
+    yield svc
+    svc.stop()
+
+
+def cli(service, *args, ok=True):
+    proc = subprocess.run([str(CLI), "--server", service.base, "--store", str(service.tmp / "models"), *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "USER": "ana"})
+    assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_submit_yaml_watch_then_tag_rollback_untag(service, tmp_path):
+    data = toy_data(tmp_path / "toy.parquet")
+    req = tmp_path / "request.yaml"
+    req.write_text(yaml.safe_dump(request(data)))
+    out = cli(service, "submit", str(req), "--watch")
+    assert "running" in out and "succeeded" in out and "[toy] training on" in out  # progress and logs
+    first = json.loads(out[out.index("{\n"):])["model_id"]
+
+    req.write_text(yaml.safe_dump(request(data, C=0.01)))
+    job_id = cli(service, "submit", str(req)).strip().splitlines()[0]
+    watched = cli(service, "watch", job_id)
+    second = json.loads(watched[watched.index("{\n"):])["model_id"]
+    assert json.loads(cli(service, "result", job_id))["model_id"] == second
+    assert second != first
+
+    assert re.search(rf"{first} .*roc_auc=", cli(service, "models"))
+    cli(service, "tag", "toy-prod", first)
+    cli(service, "tag", "toy-prod", second)
+    assert f"toy-prod  {second}" in cli(service, "tags")
+    assert f"toy-prod -> {first}" in cli(service, "rollback", "toy-prod")
+    assert f"toy-prod  {first}" in cli(service, "tags")
+    history = cli(service, "history", "toy-prod").splitlines()
+    assert [line.split()[1] for line in history] == [first, second, first] and all("ana" in h for h in history)
+    cli(service, "untag", "toy-prod")
+    assert "toy-prod" not in cli(service, "tags")
+    assert "toy-prod" not in cli(service, "models") and first in cli(service, "models")
+
+
+def test_errors_are_clear(service, tmp_path):
+    assert "no model 'm-nope'" in cli(service, "tag", "x", "m-nope", ok=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"workflow": "toy", "colour": "red"}))
+    assert "400" in (out := cli(service, "submit", str(bad), ok=False)) and "colour" in out
+    bad.write_text("{nope")
+    assert "not valid JSON" in cli(service, "submit", str(bad), ok=False)
+    assert "cannot reach the training service" in subprocess.run(
+        [str(CLI), "--server", "http://127.0.0.1:9", "jobs"], capture_output=True, text=True).stderr
