@@ -34,6 +34,25 @@ def test_batch_matches_the_naive_reference(defs, seed):
     assert_rows_equal(run_batch(p, table), reference.evaluate(p, table))
 
 
+@pytest.mark.parametrize("defs", ["defs/fraud.feat", "testdata/kitchen_sink.feat"])
+def test_in_order_fast_path_gives_the_general_answer(defs):
+    p = lang.load(HERE / defs)
+    table = gen.generate(p, 600, 5)
+    # Same events with their event_times sorted into seq order: in order, ties kept.
+    times = table.column("event_time").combine_chunks().sort()
+    table = table.set_column(1, "event_time", times)
+    con = duckdb.connect()
+    con.register("events_in", table)
+    assert batch_duckdb.is_in_order(con, "events_in")
+    fast = con.sql(batch_duckdb.BatchCompiler(p, in_order=True).sql("events_in")) \
+        .to_arrow_table()
+    general = con.sql(batch_duckdb.BatchCompiler(p).sql("events_in")).to_arrow_table()
+    assert fast.equals(general)
+    assert_rows_equal(general.to_pylist(), reference.evaluate(p, table))
+    con.register("shuffled", gen.generate(p, 50, 5))
+    assert not batch_duckdb.is_in_order(con, "shuffled")
+
+
 def _fraud_log(rows):
     p = lang.load(HERE / "defs" / "fraud.feat")
     t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)

@@ -51,10 +51,13 @@ f AS (SELECT seq, too_late, amount,
   avg(amount) OVER w30 AS card_amount_avg_30d,
   count(DISTINCT merchant_id) OVER w30 AS card_distinct_merchants_30d,
   max(amount) OVER w30 AS card_amount_max_30d,
+  count(DISTINCT merchant_id) OVER (PARTITION BY card_id ORDER BY event_time RANGE BETWEEN
+        INTERVAL 24 HOUR PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING)
+        AS card_distinct_merchants_24h,
   count(*) OVER (PARTITION BY merchant_id ORDER BY event_time RANGE BETWEEN INTERVAL 1 HOUR
         PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS merchant_charges_1h,
-  count(DISTINCT card_id) OVER (PARTITION BY ip ORDER BY event_time RANGE BETWEEN INTERVAL 24 HOUR
-        PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS ip_distinct_cards_24h
+  CASE WHEN ip IS NOT NULL THEN count(DISTINCT card_id) OVER (PARTITION BY ip ORDER BY event_time RANGE BETWEEN INTERVAL 24 HOUR
+        PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) END AS ip_distinct_cards_24h
   FROM c WHERE stream = 'charge'
   WINDOW w7 AS (PARTITION BY card_id ORDER BY event_time RANGE BETWEEN INTERVAL 7 DAY PRECEDING
                 AND INTERVAL 1 MICROSECOND PRECEDING),
@@ -67,6 +70,7 @@ l AS (SELECT c.seq, bool_or(d.reason = 'fraudulent') AS is_fraud FROM c
 SELECT f.seq, f.too_late, card_charges_1h, card_charges_24h, card_charges_7d, card_amount_sum_7d,
   card_amount_avg_7d, card_amount_avg_30d, card_distinct_merchants_30d, card_amount_max_30d,
   merchant_charges_1h, ip_distinct_cards_24h, coalesce(merchant_disputes_30d, 0),
+  card_distinct_merchants_24h, amount,
   amount / nullif(card_amount_avg_30d, 0) AS amount_to_card_avg_30d, coalesce(is_fraud, false)
 FROM f LEFT JOIN m USING (seq) LEFT JOIN l USING (seq) ORDER BY seq
 """
@@ -118,17 +122,29 @@ def bench_batch(program, path: str, workdir: str, threads: int | None) -> None:
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {threads}")
-    query = batch_duckdb.BatchCompiler(program).sql(f"read_parquet('{path}')")
+    source = f"read_parquet('{path}')"
     timings = {}
-    for label, sql in (("compiled", query), ("hand-written", HAND_WRITTEN.format(events=path)),
-                       ("compiled", query), ("hand-written", HAND_WRITTEN.format(events=path))):
+    for label in ("compiled", "hand-written", "compiled", "hand-written"):
         out = os.path.join(workdir, label + ".parquet")
         start = time.perf_counter()
+        if label == "compiled":  # what materialize does: the in-order check, then the query
+            in_order = batch_duckdb.is_in_order(con, source)
+            sql = batch_duckdb.BatchCompiler(program, in_order=in_order).sql(source)
+        else:
+            sql = HAND_WRITTEN.format(events=path)
         con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
         timings.setdefault(label, []).append(time.perf_counter() - start)
+    general = os.path.join(workdir, "general.parquet")
+    start = time.perf_counter()
+    con.execute(f"COPY ({batch_duckdb.BatchCompiler(program).sql(source)}) TO '{general}' "
+                "(FORMAT parquet)")
+    timings["general"] = [time.perf_counter() - start]
     ours, hand = min(timings["compiled"]), min(timings["hand-written"])
     rows = pq.read_metadata(os.path.join(workdir, "compiled.parquet")).num_rows
-    print(f"batch  compiled DuckDB SQL : {ours:7.2f} s  ({rows} driver rows)")
+    print(f"batch  compiled DuckDB SQL : {ours:7.2f} s  ({rows} driver rows; in-order path: "
+          f"{in_order})")
+    print(f"batch  compiled, general   : {timings['general'][0]:7.2f} s  (the path for logs "
+          "with late events, run once)")
     print(f"batch  hand-written query  : {hand:7.2f} s")
     print(f"batch  ratio               : {ours / hand:7.2f}x  (goal <= 1.5x)")
     # The hand-written query is only right for in-order data without ties; on this data the

@@ -84,5 +84,4 @@ def write(table: pa.Table, path: str) -> None:
 def output_schema(program: ast.Program, labels: bool) -> pa.Schema:
     defs = program.features + (program.labels if labels else ())
     return pa.schema([("seq", pa.int64()), ("too_late", pa.bool_())]
-                     + [(d.column, ARROW[d.expr.type.base if d.expr.type.base is not ast.Base.NULL
-                                         else ast.Base.STRING]) for d in defs])
+                     + [(d.column, ARROW[d.expr.type.base]) for d in defs])

@@ -136,6 +136,7 @@ def test_a_feature_cannot_look_forward():
     ("feature f = 1\nfeature f = 2\n", "defined twice"),
     ("feature f = count(charge) by card_id over\n", "unexpected"),
     ("stream x { a: integer }\n", "unknown type 'integer'"),
+    ("feature f = null\n", "always null"),
 ])
 def test_errors(body, needle):
     assert needle in error_of(body)

@@ -253,9 +253,6 @@ class OnlineProgram:
                 offsets, _ = self._lifetime_layout(g)
                 for s, nm, o in zip(g.slots, names, offsets):
                     lines.append(f"            {nm} = {self._lifetime_value(s, o)}")
-        by_column = {d.column: d for d in p.features}
-        done: dict[str, str] = {}
-
         def ref(e):
             if isinstance(e, ast.FieldRef):
                 return f"row[{self.pos[e.name]}]"
@@ -269,8 +266,6 @@ class OnlineProgram:
             if d.expr.type.base is Base.FLOAT:
                 src = f"_f({src})"
             lines.append(f"    f_{d.column} = {src}")
-            done[d.column] = src
-        del by_column
         outs = ", ".join(["too_late"] + [f"f_{d.column}" for d in p.features])
         lines.append(f"    out = (row[0], {outs})")
         return lines

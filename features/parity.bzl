@@ -23,7 +23,7 @@ def feature_parity_test(name, defs, data = [], events = 3000, seeds = "1,2,3", s
             "--spark-events",
             str(spark_events),
         ],
-        data = [defs] + data,
+        data = [defs] + [d for d in data if d != defs],
         deps = ["//features:lang", "//features:parity", "@pypi//pytest"] +
                (["//features:batch_spark"] if spark_events else []),
         python_version = "PY3",

@@ -79,6 +79,10 @@ class Checker:
             expr = self.expr(d.expr, scope)
             if expr is None:
                 return None
+            if expr.type.base is Base.NULL:
+                self.fail(d.loc, f"{d.kind} {column!r} is always null, so it has no type",
+                          "give it a value, e.g. coalesce(x, 0)")
+                return None
             typed = dataclasses.replace(d, expr=expr)
             self.typed[column] = typed
             return typed
