@@ -7,6 +7,8 @@ in the lock). Nothing is compiled (no .pyc), so the output is the same on every 
 
 import argparse
 import email.parser
+import json
+import os
 import pathlib
 import re
 import shutil
@@ -16,6 +18,10 @@ import tempfile
 import zipfile
 
 from pip._vendor.packaging.requirements import Requirement
+
+# PyPI publishes these as source distributions only: their locked hash is the sdist's, and
+# they are built into a wheel here, with the locked setuptools, before unpacking.
+SOURCE_ONLY = ("pyspark",)
 
 
 def normalize(name):
@@ -34,8 +40,10 @@ def read_lock(path):
     return entries
 
 
-def unpack(wheel, dest):
-    """Installs a wheel the way pip would for purelib/platlib, minus scripts and pyc."""
+def unpack(wheel, dest, bazel_paths=True):
+    """Installs a wheel the way pip would for purelib/platlib, minus scripts and pyc.
+
+    bazel_paths: leave out files whose paths Bazel 4 runfiles cannot hold (spaces)."""
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
             name = info.filename
@@ -47,7 +55,7 @@ def unpack(wheel, dest):
                     continue  # scripts, headers, data: not importable
                 parts = parts[2:]
             # Bazel 4 runfiles cannot hold paths with spaces (scipy ships one).
-            if any(" " in p for p in parts):
+            if bazel_paths and any(" " in p for p in parts):
                 continue
             target = dest.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +71,42 @@ def requires(site):
     return [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
 
 
-def wanted(req, extras):
+_ENVIRONMENT_SNIPPET = """
+import json, os, platform, sys
+print(json.dumps({
+    "implementation_name": sys.implementation.name,
+    "implementation_version": platform.python_version(),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}))
+"""
+
+
+def marker_environment(python):
+    """PEP 508 marker values of the interpreter the targets run on (not the one running pip:
+    redis, for one, needs async-timeout only below Python 3.11.3)."""
+    out = subprocess.run([python, "-S", "-c", _ENVIRONMENT_SNIPPET], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def wanted(req, extras, environment):
     if req.marker is None:
         return True
-    return any(req.marker.evaluate({"extra": e}) for e in (extras or {""}))
+    return any(req.marker.evaluate({**environment, "extra": e}) for e in (extras or {""}))
+
+
+def pip(args, env=None):
+    proc = subprocess.run([sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:  # pip's output is noise unless it failed
+        sys.exit(f"install_wheels: pip {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 BUILD_TEMPLATE = """\
@@ -85,20 +125,26 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lock", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--target-python", required=True, help="the interpreter targets run on")
     args = parser.parse_args()
+    environment = marker_environment(args.target_python)
     out = pathlib.Path(args.out)
     lock = read_lock(args.lock)
 
     with tempfile.TemporaryDirectory() as tmp:
-        pip = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--require-hashes", "--only-binary=:all:", "--disable-pip-version-check",
-             "-r", args.lock, "-d", tmp],
-            capture_output=True, text=True,
-        )
-        if pip.returncode != 0:  # pip's output is noise unless it failed
-            sys.exit(f"install_wheels: pip download failed:\n{pip.stdout}\n{pip.stderr}")
+        pip(["download", "--no-deps", "--require-hashes", "--only-binary=:all:",
+             *[f"--no-binary={name}" for name in SOURCE_ONLY], "-r", args.lock, "-d", tmp])
         wheels = {normalize(w.name.split("-")[0]): w for w in pathlib.Path(tmp).glob("*.whl")}
+        sdists = sorted(pathlib.Path(tmp).glob("*.tar.gz"))
+        if sdists:
+            setuptools = pathlib.Path(tmp, "setuptools-site")
+            unpack(wheels["setuptools"], setuptools, bazel_paths=False)
+            built = pathlib.Path(tmp, "built")
+            for sdist in sdists:
+                pip(["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", built, sdist],
+                    env={**os.environ, "PYTHONPATH": str(setuptools)})
+                sdist.unlink()  # hundreds of MB: free the space before unpacking
+            wheels.update({normalize(w.name.split("-")[0]): w for w in built.glob("*.whl")})
         missing = sorted(set(lock) - set(wheels))
         if missing:
             sys.exit(f"install_wheels: pip returned no wheel for {missing}")
@@ -109,7 +155,7 @@ def main():
             unpack(wheel, pkg / "site")
             deps = set()
             for req in requires(pkg / "site"):
-                if not wanted(req, lock[name]):
+                if not wanted(req, lock[name], environment):
                     continue
                 dep = normalize(req.name)
                 if dep not in lock:

@@ -3,7 +3,7 @@
     python3 third_party/python/lock.py
 
 Resolves in a throw-away venv with pip, downloads each pinned wheel for this platform
-(CPython 3.11, linux x86_64) and records its sha256. Run it after editing requirements.in.
+(CPython 3.11, linux x86_64; the sdist for SOURCE_ONLY packages) and records its sha256. Run it after editing requirements.in.
 """
 
 import hashlib
@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 import tempfile
+
+from install_wheels import SOURCE_ONLY
 
 HERE = pathlib.Path(__file__).resolve().parent
 # Extras whose packages must become deps of the package itself (see install_wheels.py).
@@ -36,8 +38,9 @@ def main():
         frozen = subprocess.run(pip + ["freeze", "--all"], check=True, capture_output=True, text=True).stdout
         pins = [l for l in frozen.splitlines() if "==" in l and not l.lower().startswith(("pip==", "wheel=="))]
         wheels = pathlib.Path(tmp, "wheels")
-        subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "-d", wheels] + pins, check=True)
-        by_name = {normalize(w.name.split("-")[0]): w for w in wheels.glob("*.whl")}
+        subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "-d", wheels]
+                       + [f"--no-binary={name}" for name in SOURCE_ONLY] + pins, check=True)
+        by_name = {normalize(w.name.split("-")[0]): w for w in wheels.iterdir()}
         lines = [HEADER]
         for pin in sorted(pins, key=str.lower):
             name, version = pin.split("==")

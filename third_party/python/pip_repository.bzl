@@ -13,7 +13,8 @@ def _pip_repository_impl(rctx):
     script = rctx.path(rctx.attr._installer)
     rctx.report_progress("Installing locked Python wheels from %s" % rctx.attr.lock)
     result = rctx.execute(
-        [python, "-B", script, "--lock", lock, "--out", rctx.path(".")],
+        [python, "-B", script, "--lock", lock, "--out", rctx.path("."),
+         "--target-python", rctx.attr.target_python],
         timeout = 3600,
         quiet = False,
         environment = {"PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_COMPILE": "1"},
@@ -25,7 +26,10 @@ pip_repository = repository_rule(
     implementation = _pip_repository_impl,
     attrs = {
         "lock": attr.label(mandatory = True, allow_single_file = True),
-        "python": attr.string(default = "python3"),
+        "python": attr.string(default = "python3", doc = "runs pip"),
+        # The interpreter of //tools/python:python3_runtime: dependency markers are
+        # evaluated for it.
+        "target_python": attr.string(default = "/usr/bin/python3"),
         "_installer": attr.label(default = "//third_party/python:install_wheels.py"),
     },
     environ = ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"],
