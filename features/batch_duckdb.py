@@ -67,12 +67,13 @@ class BatchCompiler:
         ctes = [
             f"ev AS (SELECT seq, epoch_us(event_time) AS t, stream, {', '.join(cols)} "
             f"FROM {events})",
-            # too_late: more than L behind the largest event_time of all earlier events.
-            "drv AS (SELECT * FROM (SELECT *, COALESCE(t < max(t) OVER (ORDER BY seq ROWS "
-            "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - "
-            f"{p.lateness_micros}, FALSE) AS too_late FROM ev) "
-            f"WHERE stream = {literal(self.driver)})" if not self.in_order else
-            f"drv AS (SELECT *, FALSE AS too_late FROM ev WHERE stream = {literal(self.driver)})",
+            # g: the largest event_time of all earlier events (any stream). A driver more than
+            # L behind it is too late; an event behind it is "late" (see module doc).
+            "evg AS (SELECT *, max(t) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND "
+            "1 PRECEDING) AS g FROM ev)" if not self.in_order else
+            "evg AS (SELECT *, CAST(NULL AS BIGINT) AS g FROM ev)",
+            f"drv AS (SELECT *, COALESCE(t < g - {p.lateness_micros}, FALSE) AS too_late "
+            f"FROM evg WHERE stream = {literal(self.driver)})",
         ]
         joins = []
         agg_sql: dict[str, str] = {}
@@ -145,13 +146,15 @@ class BatchCompiler:
         same = g.stream == self.driver and g.stream_keys == g.driver_keys
         sk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.stream_keys, ks))
         snn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.stream_keys)
-        sel = (f"SELECT seq, t, {sk}, TRUE AS is_s, {'TRUE' if same else 'FALSE'} AS is_d, "
-               f"{', '.join(members)} FROM ev WHERE stream = {literal(g.stream)} AND {snn}")
+        tl = f"COALESCE(t < g - {self.program.lateness_micros}, FALSE)"
+        sel = (f"SELECT seq, t, g, {sk}, TRUE AS is_s, {'TRUE' if same else 'FALSE'} AS is_d, "
+               f"{tl if same else 'FALSE'} AS tl, {', '.join(members)} FROM evg "
+               f"WHERE stream = {literal(g.stream)} AND {snn}")
         if not same:
             dk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.driver_keys, ks))
             dnn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.driver_keys)
             nulls = ", ".join(f"NULL AS {_m(s)}" for s in g.slots)
-            sel += (f" UNION ALL SELECT seq, t, {dk}, FALSE, TRUE, {nulls} FROM ev "
+            sel += (f" UNION ALL SELECT seq, t, g, {dk}, FALSE, TRUE, {tl}, {nulls} FROM evg "
                     f"WHERE stream = {literal(self.driver)} AND {dnn}")
         return f"{name}_rows AS ({sel})"
 
@@ -165,27 +168,34 @@ class BatchCompiler:
                         + ", ".join(f"{_m(s)} AS r{_m(s)}" for s in g.slots)
                         + f" FROM {name}_rows)")
             return ctes + [self._frames(name, g, part)]
-        ctes.append(
-            f"{name}_r AS (SELECT *, max(CASE WHEN is_s THEN t END) OVER (PARTITION BY {part} "
-            f"ORDER BY seq, is_s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS r "
-            f"FROM {name}_rows)")
-        reg = "(is_s AND (r IS NULL OR t >= r))"
+        # Regular: not behind any earlier event (g). Regular events are monotone in
+        # (event_time, seq) overall, hence within every key. Every row is placed at
+        # o = max(g, t) * 2^40 + seq: after each regular event that arrived before it and
+        # before each that arrived after it.
+        reg = "(is_s AND (g IS NULL OR t >= g))"
         regm = ", ".join(f"CASE WHEN {reg} THEN {_m(s)} END AS r{_m(s)}" for s in g.slots)
         ctes.append(
-            f"{name}_c AS (SELECT *, {reg} AS reg, CASE WHEN {reg} THEN "
-            f"CAST(t AS HUGEINT) * {SHIFT} + seq WHEN r IS NULL THEN {SENTINEL} ELSE "
-            f"CAST(r AS HUGEINT) * {SHIFT} + seq END AS o, {regm} FROM {name}_r)")
+            f"{name}_c AS (SELECT *, {reg} AS reg, CAST(greatest(COALESCE(g, t), t) AS HUGEINT) "
+            f"* {SHIFT} + seq AS o, {regm} FROM {name}_rows)")
         ctes.append(self._frames(name, g, part))
         windows = sorted({s.agg.window.micros for s in g.slots})
-        # Late members, joined to the drivers of their key with the exact condition.
+        # Late members, joined to the drivers of their key with the exact condition. Only
+        # drivers that are not too late need them, and for those a counted late event lies in
+        # [t(e) - w, t(e) + L]: a span of one bucket of width w + L, so at most two buckets,
+        # which keeps the join to events near in time even on a hot key.
         maxw = max(windows)
+        width = max(maxw + self.program.lateness_micros, 1)
         on = " AND ".join(f"d.{k} = l.{k}" for k in ks)
         mcols = ", ".join(f"l.{_m(s)}" for s in g.slots)
-        ctes.append(f"{name}_late AS (SELECT * FROM {name}_c WHERE is_s AND NOT reg)")
+        ctes.append(f"{name}_late AS (SELECT *, floor(t / {width}) AS b FROM {name}_c "
+                    f"WHERE is_s AND NOT reg)")
+        ctes.append(f"{name}_ld AS (SELECT seq, t, {', '.join(ks)}, unnest([floor((t - {maxw}) "
+                    f"/ {width}), floor((t - {maxw}) / {width}) + 1]) AS b FROM {name}_c "
+                    f"WHERE is_d AND NOT tl)")
         ctes.append(
             f"{name}_lp AS (SELECT d.seq AS seq, d.t AS dt, {', '.join('d.' + k for k in ks)}, "
-            f"l.seq AS lseq, l.t AS lt, {mcols} FROM {name}_c d JOIN {name}_late l ON {on} "
-            f"AND l.seq < d.seq AND l.t >= d.t - {maxw} WHERE d.is_d)")
+            f"l.seq AS lseq, l.t AS lt, {mcols} FROM {name}_ld d JOIN {name}_late l ON {on} "
+            f"AND d.b = l.b AND l.seq < d.seq AND l.t >= d.t - {maxw})")
         lcols = []
         for s in g.slots:
             m, i, fn = _m(s), s.name, s.agg.fn
