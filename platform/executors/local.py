@@ -68,7 +68,7 @@ class LocalExecutor:
         (workdir / "request.json").write_text(json_format.MessageToJson(request))
         command = self.workflows[request.workflow] + [
             "--request", "request.json", "--result", "result.json", "--store", self.store_url,
-            "--home", str(workdir)]
+            "--home", str(workdir), "--job-id", job_id]
         proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(self.time_limit), *command],
                                 cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True)
         (workdir / "pid").write_text(f"{proc.pid} {_start_time(proc.pid)}\n")

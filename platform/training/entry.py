@@ -1,7 +1,8 @@
 """The command line every workflow binary shares: one training request in, one model out.
 
-    train --request REQUEST.json [--store URL] [--result FILE]
-    train [workflow flags]                      # the workflow builds its default request
+    train --request REQUEST.json [--store URL] [--result FILE] [--job-id ID]
+    ROUNDHOUSE_REQUEST='{...}' train --job-id ID   # as a Kubernetes Job runs the image
+    train [workflow flags]                         # the workflow builds its default request
 
 Both forms run the same path, request -> runner -> model store, whether a person starts the
 binary with `bazel run`, or the training service's local executor (or a Kubernetes Job)
@@ -50,6 +51,8 @@ def main(workflow: Workflow, bazel_target: str,
                         help="model store: a directory or s3://bucket/prefix (default HOME)")
     parser.add_argument("--params", default="{}", help="JSON object overriding the workflow's params")
     parser.add_argument("--result", type=pathlib.Path, help="also write the JSON summary here")
+    parser.add_argument("--job-id", default=os.environ.get("ROUNDHOUSE_JOB_ID", ""),
+                        help="the training job this run belongs to (kept in the model record)")
     add_arguments(parser)
     args = parser.parse_args(argv)
     home = args.home or default_home()
@@ -60,15 +63,22 @@ def main(workflow: Workflow, bazel_target: str,
     except ValueError as e:
         parser.error(f"--params must be a JSON object: {e}")
 
+    source, text = None, None
     if args.request:
+        source = str(args.request)
         try:
-            request = validate.parse_request(args.request.read_text())
-        except validate.RequestError as e:
-            parser.error(f"{args.request}: {e}")
+            text = args.request.read_text()
         except OSError as e:
             parser.error(f"--request: {e}")
+    elif os.environ.get("ROUNDHOUSE_REQUEST"):
+        source, text = "$ROUNDHOUSE_REQUEST", os.environ["ROUNDHOUSE_REQUEST"]
+    if text is not None:
+        try:
+            request = validate.parse_request(text)
+        except validate.RequestError as e:
+            parser.error(f"{source}: {e}")
         if request.workflow != workflow.name:
-            parser.error(f"{args.request}: workflow: this binary trains {workflow.name!r}, "
+            parser.error(f"{source}: workflow: this binary trains {workflow.name!r}, "
                          f"the request asks for {request.workflow!r}")
     else:
         request = default_request(args, home)
@@ -76,7 +86,7 @@ def main(workflow: Workflow, bazel_target: str,
 
     try:
         stored = runner.run(request, workflow, store_lib.open_store(args.store or str(home)),
-                            build_info.current(), bazel_target)
+                            build_info.current(), bazel_target, job_id=args.job_id)
     except (runner.InputError, DataError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1

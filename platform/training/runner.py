@@ -37,11 +37,12 @@ def _progress(message: str) -> None:
 
 
 def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_lib.ModelStore,
-        build: build_info_lib.BuildInfo, bazel_target: str) -> store_lib.StoredModel:
+        build: build_info_lib.BuildInfo, bazel_target: str, job_id: str = "") -> store_lib.StoredModel:
     """Trains, evaluates and stores the model for an already validated request."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    _progress(f"loading data for workflow {workflow.name}")
+    # The wall-clock start lets tools/bench/training_overhead.py measure the service's overhead.
+    _progress(f"run started at unix time {time.time():.3f}; loading data for workflow {workflow.name}")
     data = training_data.load(request)
     params = {**workflow.default_params, **_ints(json_format.MessageToDict(request.params))}
     label = workflow.label
@@ -64,7 +65,7 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     blob, fmt = artifacts.serialize(model)
     record = model_pb2.ModelRecord(
         git_sha=build.git_sha or "", git_dirty=bool(build.git_dirty), bazel_target=bazel_target,
-        request=request, data=data.fingerprint, library_versions=library_versions())
+        request=request, data=data.fingerprint, library_versions=library_versions(), job_id=job_id)
     record.metrics.update(measured)
     record.params.CopyFrom(_struct(params))
     record.seeds.update({k: int(v) for k, v in params.items() if k.endswith("seed") or k == "random_state"})

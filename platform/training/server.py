@@ -2,7 +2,9 @@
 
 Embedded defaults: a SQLite job store and the model store under $ROUNDHOUSE_HOME, jobs run
 as local processes of the workflow executables built with this binary. Real parts by flag:
---jobs postgresql://..., --store s3://bucket/prefix.
+--jobs postgresql://..., --store s3://bucket/prefix, --executor kubernetes --kube-config
+FILE (a YAML of platform/executors/kubernetes_manifest.KubernetesConfig: namespace, image
+template, resource table; the cluster comes from ~/.kube/config or the pod's service account).
 """
 
 import argparse
@@ -22,7 +24,7 @@ from roundhouse.platform.training.entry import default_home
 from roundhouse.platform.training.worker import Worker
 
 # Workflow executables built into this binary's runfiles (see BUILD.bazel).
-_RUNFILES = pathlib.Path(__file__).resolve().parents[2]
+_RUNFILES = pathlib.Path(__file__).parents[2]  # not resolve(): that leads to the source tree
 BUILT_WORKFLOWS = {"fraud": "workflows/fraud/train"}
 
 
@@ -42,6 +44,8 @@ def parse_args(argv):
     parser.add_argument("--worker-id", default=f"{socket.gethostname()}-local",
                         help="stable across restarts, so a restarted service takes its jobs back")
     parser.add_argument("--capacity", type=int, default=2, help="jobs run at once")
+    parser.add_argument("--executor", choices=("local", "kubernetes"), default="local")
+    parser.add_argument("--kube-config", type=pathlib.Path, help="executor config (YAML) for --executor kubernetes")
     args = parser.parse_args(argv)
     workflows = {name: str(_RUNFILES / path) for name, path in BUILT_WORKFLOWS.items()
                  if (_RUNFILES / path).exists()}
@@ -54,12 +58,32 @@ def parse_args(argv):
     return args
 
 
+def kubernetes_executor(config_path):
+    import yaml
+    from kubernetes import client, config as kube_config
+
+    from roundhouse.platform.executors.kubernetes import KubernetesExecutor
+    from roundhouse.platform.executors.kubernetes_manifest import KubernetesConfig
+
+    settings = yaml.safe_load(config_path.read_text()) if config_path else {}
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    return KubernetesExecutor(KubernetesConfig.from_dict(settings or {}), client.ApiClient())
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     jobs = open_jobs(args.jobs)
-    executor = LocalExecutor(args.workflows, args.jobs_dir, args.store, args.time_limit)
-    worker = Worker(jobs, executor, args.worker_id, capacity=args.capacity)
+    if args.executor == "kubernetes":
+        executor = kubernetes_executor(args.kube_config)
+        capacity = max(args.capacity, 100)  # the cluster queues and schedules, not this worker
+    else:
+        executor = LocalExecutor(args.workflows, args.jobs_dir, args.store, args.time_limit)
+        capacity = args.capacity
+    worker = Worker(jobs, executor, args.worker_id, capacity=capacity)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
     thread.start()
