@@ -16,7 +16,6 @@ expired watch, and whoever consumes it should still poll status() now and then.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -27,6 +26,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from roundhouse.platform.api import job_pb2, training_pb2
+from roundhouse.platform.executors.status import ExecutionStatus
 from roundhouse.platform.executors import kubernetes_manifest as manifest
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,6 @@ IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidIma
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecutionStatus:
-    """What the executor saw: RUNNING (pending counts as running), SUCCEEDED or FAILED.
-
-    `lost` means the run vanished without a known outcome (the Kubernetes Job is gone), so
-    the job may be run again.
-    """
-
-    state: int
-    reason: str = ""
-    lost: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (Job.SUCCEEDED, Job.FAILED, Job.CANCELLED)
 
 
 class KubernetesExecutor:

@@ -10,7 +10,6 @@ with coreutils' timeout, so the limit holds even while no service is watching.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import shlex
@@ -21,6 +20,7 @@ import time
 from google.protobuf import json_format
 
 from roundhouse.platform.api import job_pb2, training_pb2
+from roundhouse.platform.executors.status import ExecutionStatus
 
 Job = job_pb2.Job
 TIMEOUT_EXIT = 124  # coreutils timeout's exit code when the limit was hit
@@ -29,17 +29,6 @@ _WRAPPER = ('timeout -k 10 "$@" > output.log 2>&1; '
             'echo $? > exit_code.tmp; mv exit_code.tmp exit_code')
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecutionStatus:
-    """RUNNING, SUCCEEDED or FAILED; `lost` means the run vanished and may run again."""
-
-    state: int
-    reason: str = ""
-    lost: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (Job.SUCCEEDED, Job.FAILED, Job.CANCELLED)
 
 
 class UnknownWorkflow(ValueError):

@@ -105,7 +105,7 @@ class Worker:
                                      worker=self.worker_id)
             else:
                 self.jobs.transition(job_id, Job.SUCCEEDED, result=result, worker=self.worker_id)
-        elif getattr(status, "lost", False):
+        elif status.lost:
             self.jobs.requeue(job_id, self.worker_id, status.reason, self.max_attempts)
         else:
             self.jobs.transition(job_id, Job.FAILED, status.reason, worker=self.worker_id)
