@@ -4,18 +4,21 @@ training table (one row per driver event, ordered by seq: seq, too_late, feature
 How the window rule `seq(x) < seq(e) and event_time(x) >= event_time(e) - w` becomes fast SQL
 when event_time is not monotone in seq (late events):
 
-* Per group (aggregated stream + join keys) the events of a key are split into *regular*
-  events, whose event_time is >= that of every earlier event of the key, and *late* ones.
-  Regular events are monotone in (event_time, seq), so for a driver the regular members are a
-  contiguous range of them: a window frame ordered by o = event_time * 2^40 + seq (HUGEINT),
-  from (event_time(e) - w) up to the driver's place in arrival order. A driver is placed at
-  o = R * 2^40 + seq(e), R being the largest event_time of the key's earlier events, which
-  puts it after every regular event that arrived before it and before every later one.
-  Frame offsets are per-row expressions, which DuckDB supports.
-* Late events are rare; they are joined to the drivers of their key with the exact condition
-  and their contribution is combined: counts and sums add, min/max take least/greatest, last
-  compares seqs, and count_distinct adds the late values that no regular member already has
-  (checked with an ASOF join for the latest regular event of that key and value).
+* g(x) is the largest event_time of all events before x (one window over the log; it also
+  gives too_late). An event with event_time >= g is *regular*: regular events are monotone in
+  (event_time, seq), so for a driver the regular members of a window are a contiguous range of
+  them in that order: a window frame over o = max(g, event_time) * 2^40 + seq (HUGEINT), from
+  (event_time(e) - w) * 2^40 up to just before the driver's own o, which places the driver
+  after every regular event that arrived before it and before every later one. Frame offsets
+  are per-row expressions, which DuckDB supports.
+* The other (late) events are joined to the drivers of their key with the exact condition,
+  only for drivers that are not too late, and bucketed by time (a counted late event lies in
+  [t(e) - w, t(e) + L]) so a hot key does not pair every driver with every late event. Their
+  contribution is combined: counts and sums add, min/max take least/greatest, last compares
+  seqs, and count_distinct adds the late values that no regular member already has (checked
+  with an ASOF join for the latest regular event of that key and value).
+* When the whole log is in order (`is_in_order`, checked by materialize) there are no late
+  events and no too-late drivers, and the query leaves those parts out.
 * Lifetime aggregations are plain cumulative frames in seq order; labels (forward windows) are
   a join on the key with the time range, since they have no arrival-order condition.
 """
@@ -30,7 +33,6 @@ from roundhouse.features.sql import SqlExpr, literal, quote
 from roundhouse.features.syntax import Base
 
 SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
-SENTINEL = "(-(CAST(1 AS HUGEINT) << 120))"  # a driver with no earlier events of its key
 
 
 def _m(slot: Slot) -> str:
@@ -368,6 +370,10 @@ def materialize(program: ast.Program, events_path: str, out_path: str, threads: 
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     table = events_mod.read(events_path, program)  # validates the file against the program
+    if table.num_rows and not (0 <= table.column("seq")[0].as_py() and
+                               table.column("seq")[-1].as_py() < SHIFT):
+        raise events_mod.EventsError(f"{events_path}: seq must lie in [0, 2^40) for the DuckDB "
+                                     "target")
     con.register("events_in", table)
     query = BatchCompiler(program, in_order=is_in_order(con, "events_in")).sql("events_in")
     out = pathlib.Path(out_path)
