@@ -24,7 +24,7 @@ import yaml
 
 from roundhouse.platform.registry import store as store_lib
 from roundhouse.platform.registry import tags as tags_lib
-from roundhouse.platform.training.entry import default_home
+from roundhouse.platform.home import default_home
 
 
 class CliError(Exception):

@@ -15,28 +15,15 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 from typing import Callable
 
-from roundhouse.platform import build_info
+from roundhouse.platform import build_info, files
+from roundhouse.platform.home import default_home
 from roundhouse.platform.api import training_pb2, validate
 from roundhouse.platform.data.sources import DataError
 from roundhouse.platform.registry import store as store_lib
 from roundhouse.platform.training import runner
 from roundhouse.platform.training.workflow import Workflow
-
-
-def default_home() -> pathlib.Path:
-    """$ROUNDHOUSE_HOME or ~/.roundhouse: data and models, outside any checkout."""
-    return pathlib.Path(os.environ.get("ROUNDHOUSE_HOME") or pathlib.Path.home() / ".roundhouse")
-
-
-def _write_atomically(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(workflow: Workflow, bazel_target: str,
@@ -92,6 +79,6 @@ def main(workflow: Workflow, bazel_target: str,
         return 1
     summary = json.dumps(runner.summary(stored))
     if args.result:
-        _write_atomically(args.result, summary + "\n")
+        files.write_atomically(args.result, lambda tmp: pathlib.Path(tmp).write_text(summary + "\n"))
     print(summary, flush=True)
     return 0

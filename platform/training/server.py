@@ -20,7 +20,7 @@ import waitress
 from roundhouse.platform.executors.local import LocalExecutor
 from roundhouse.platform.jobs.factory import open_store as open_jobs
 from roundhouse.platform.training.app import create_app
-from roundhouse.platform.training.entry import default_home
+from roundhouse.platform.home import default_home
 from roundhouse.platform.training.worker import Worker
 
 # Workflow executables built into this binary's runfiles (see BUILD.bazel).

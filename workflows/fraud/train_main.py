@@ -11,10 +11,10 @@ import datetime as dt
 import os
 import pathlib
 import sys
-import tempfile
 
 import pyarrow.parquet as pq
 
+from roundhouse.platform import files
 from roundhouse.platform.api import training_pb2
 from roundhouse.platform.training import entry
 from roundhouse.workflows.fraud import features, synth, workflow
@@ -26,18 +26,6 @@ def add_arguments(parser):
     parser.add_argument("--charges", type=int, default=synth.Config.charges)
     parser.add_argument("--days", type=int, default=synth.Config.days)
     parser.add_argument("--seed", type=int, default=synth.Config.seed)
-
-
-def write_parquet_atomically(table, path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def request_for(table_path: pathlib.Path, cfg: synth.Config) -> training_pb2.TrainingRequest:
@@ -61,10 +49,12 @@ def default_request(args, home: pathlib.Path) -> training_pb2.TrainingRequest:
     events = synth.generate(cfg)
     data_dir = home / "data" / "fraud"
     name = f"seed{cfg.seed}-n{cfg.charges}-d{cfg.days}.parquet"
-    write_parquet_atomically(events, data_dir / f"events-{name}")
-    print(f"[train] computing features for {events.num_rows:,} events", file=sys.stderr)
+    events_path = data_dir / f"events-{name}"
+    files.write_atomically(events_path, lambda tmp: pq.write_table(events, tmp))
+    print(f"[train] materializing features/defs/fraud.feat over {events.num_rows:,} events", file=sys.stderr)
     table_path = data_dir / f"table-{name}"
-    write_parquet_atomically(features.training_table(events), table_path)
+    table = features.training_table(events_path)
+    files.write_atomically(table_path, lambda tmp: pq.write_table(table, tmp))
     return request_for(table_path, cfg)
 
 
