@@ -70,6 +70,10 @@ def main(workflow: Workflow, bazel_target: str,
     else:
         request = default_request(args, home)
     request.params.update(params)
+    try:  # the same checks the service applies at its door
+        validate.check_request(request)
+    except validate.RequestError as e:
+        parser.error(str(e))
 
     try:
         stored = runner.run(request, workflow, store_lib.open_store(args.store or str(home)),
