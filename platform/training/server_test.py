@@ -77,18 +77,19 @@ def test_cancel_time_limit_and_failures_carry_a_reason(tmp_path, data):
         pid = int((tmp_path / "jobs" / slow / "pid").read_text().split()[0])
         assert not pathlib.Path(f"/proc/{pid}").exists() or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
 
+        # These run side by side (the service runs two jobs at once).
         limited = call(svc.base, "POST", "/v1/jobs", request(data, sleep_seconds=120))[1]["job_id"]
-        job = svc.wait(limited)
-        assert job["state"] == "FAILED" and "time limit" in job["reason"]
-
         broken = call(svc.base, "POST", "/v1/jobs", {**request(data), "workflow": "churn"})[1]["job_id"]
-        job = svc.wait(broken)
-        assert job["state"] == "FAILED" and "churn" in job["reason"]
-
         missing = request(data)
         missing["data"]["parquet"]["uri"] = str(tmp_path / "nope.parquet")
-        job = svc.wait(call(svc.base, "POST", "/v1/jobs", missing)[1]["job_id"])
+        missing = call(svc.base, "POST", "/v1/jobs", missing)[1]["job_id"]
+
+        job = svc.wait(broken)
+        assert job["state"] == "FAILED" and "churn" in job["reason"]
+        job = svc.wait(missing)
         assert job["state"] == "FAILED" and "exited with code" in job["reason"]
+        job = svc.wait(limited)
+        assert job["state"] == "FAILED" and "time limit" in job["reason"]
         assert call(svc.base, "GET", f"/v1/jobs/{broken}/result")[0] == 409
     finally:
         svc.stop()
