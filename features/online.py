@@ -1,61 +1,66 @@
-"""Online target: a checked program -> generated Python functions that keep per-key state and
-serve feature values for a driver event as it arrives.
+"""Online target: a checked program -> generated Python that keeps per-key state and serves
+feature values for a driver event as it arrives.
 
 State lives in plain dicts, one per aggregation group: key -> state.
-* window groups: [ts, rows], ts the event_times in ascending order and rows the matching
-  (seq, member values...) tuples. Everything stored arrived before the event being served, so
-  the members of a window are exactly the suffix with event_time >= t - w (one bisect).
+* window groups: a list of parallel lists `[ts, (seqs,) col1, col2, ...]`: ts the event_times
+  in ascending order, seqs the matching sequence numbers (only when a `last` needs them) and one
+  list per distinct member value (e.g. the amount, the merchant; None where the event does not
+  count for that aggregation). Everything stored arrived before the event being served, so the
+  members of a window are exactly the suffix with event_time >= t - w (one bisect), and the
+  aggregations are C-level builtins over slices of those lists (len, sum, max, set).
   Entries older than max_t - lateness - longest window can never count again (any driver that
   is not too late has t >= max_t - lateness) and are dropped on insert and by `sweep`.
 * lifetime groups: running accumulators per key (count, sum, min, max, last, distinct set).
 
-The evaluator is generated as Python source (one function per stream) and exec'd once: the
-per-event path is then straight-line code with no interpretation of the AST. The same generated
-code serves the memory store (dicts are the store) and the Redis store (dicts are a per-batch
-cache that the store fills before and writes back after, together with the log position).
+The evaluator is generated as Python source and exec'd once: `run` takes a batch of events as
+columns (one list per input column) and loops over it with straight-line code per stream (no
+interpretation of the AST, no per-event calls; the driver's own groups are looked up once for
+serving and ingesting), appending one tuple of served values per driver. The same generated code serves the memory store (dicts are the
+store) and the Redis store (dicts are a per-batch cache that the store fills before and writes
+back after, together with the log position).
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
+import re
 
 from roundhouse.features import syntax as ast
 from roundhouse.features.plan import Group, Slot, field_columns, make_plan
 from roundhouse.features.pyexpr import RUNTIME, PyExpr
 from roundhouse.features.syntax import Base
 
+# The layout of the state above; stores refuse state written with another layout.
+STATE_LAYOUT = 2
+# Below every event_time: the max event_time before any event (no driver is too late).
+_NO_TIME = -(1 << 62)
 
-def _avg(vals):
-    return float(sum(vals)) / len(vals) if vals else None
 
-
-def _last(rs, i, c):
-    best, value = -1, None
-    for r in rs[i:]:
-        v = r[c]
-        if v is not None and r[0] > best:
-            best, value = r[0], v
+def _last(seqs, col, i):
+    """The non-null value of col[i:] with the greatest seq (late events sit mid-list)."""
+    best, value = None, None
+    for j in range(i, len(col)):
+        v = col[j]
+        if v is not None and (best is None or seqs[j] > best):
+            best, value = seqs[j], v
     return value
-
-
-def _min(vals):
-    return min(vals) if vals else None
-
-
-def _max(vals):
-    return max(vals) if vals else None
 
 
 @dataclasses.dataclass
 class Compiled:
-    process: dict  # stream -> fn(row, states, meta, dirty) -> output tuple or None
+    run: object  # fn(cols, states, meta, out) over a batch of events (memory store)
+    run_dirty: object  # the same, also recording the (group, key) pairs it wrote (Redis)
     serve: object  # fn(row, states, meta) -> output tuple (no ingest)
     keys: dict  # stream -> fn(row) -> list of (gid, key) the event reads or writes
+    keys_run: object  # fn(cols, pairs): adds the (gid, key) pairs a batch reads or writes
     source: str
 
 
 class OnlineProgram:
-    """Row layout everywhere: (seq, event_time_micros, stream, *fields) in `self.columns`."""
+    """Row layout everywhere: (seq, event_time_micros, stream, *fields) in `self.columns`; a
+    batch in columns is one sequence per entry of `self.columns` (None for a column the
+    program never reads: see `input_columns`)."""
 
     def __init__(self, program: ast.Program):
         self.program = program
@@ -77,14 +82,29 @@ class OnlineProgram:
         t = event["t"] if "t" in event else event["event_time"]
         return (event["seq"], t, event["stream"]) + tuple(event.get(f) for f in self.fields)
 
+    def run(self, cols, states: dict, meta: list, out: list, dirty=None) -> None:
+        """Process a batch of events given as columns (see `columns`), in order; appends the
+        values served to each driver event to `out` as (seq, too_late, *features) tuples.
+        With a set `dirty`, records the (group id, key) pairs the batch wrote."""
+        # The generated code makes no reference cycles, so the cyclic collector has nothing to
+        # find during a batch; left on, its passes over the growing state cost a third of the
+        # time. It runs again (and sees the batch's new objects) as soon as the batch is done.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if dirty is None:
+                self.compiled.run(cols, states, meta, out)
+            else:
+                self.compiled.run_dirty(cols, states, meta, out, dirty)
+        finally:
+            if enabled:
+                gc.enable()
+
     def process(self, row: tuple, states: dict, meta: list, dirty=None):
-        fn = self.compiled.process.get(row[2])
-        if fn is None:  # a stream the program does not declare still moves the clock
-            if meta[0] is None or row[1] > meta[0]:
-                meta[0] = row[1]
-            meta[1] = row[0]
-            return None
-        return fn(row, states, meta, dirty)
+        """One event; returns the values served to it (a driver) or None."""
+        out: list = []
+        self.run([(v,) for v in row], states, meta, out, dirty)
+        return out[0] if out else None
 
     def sweep(self, states: dict, meta: list) -> int:
         """Drop window state no driver can count any more; returns the number of keys removed."""
@@ -93,16 +113,19 @@ class OnlineProgram:
         removed = 0
         for g in self.window_groups:
             cutoff = meta[0] - self.program.lateness_micros - g.max_window
-            table = states.get(g.id, {})
-            for k in list(table):
-                ts, rs = table[k]
+            table = states.get(g.id)
+            if not table:
+                continue
+            for k in [k for k, st in table.items() if st[0][0] < cutoff]:
+                st = table[k]
+                ts = st[0]
                 if ts[-1] < cutoff:
                     del table[k]
                     removed += 1
-                elif ts[0] < cutoff:
+                else:
                     j = bisect.bisect_left(ts, cutoff)
-                    del ts[:j]
-                    del rs[:j]
+                    for col in st:
+                        del col[:j]
         return removed
 
     def state_size(self, states: dict) -> int:
@@ -110,33 +133,43 @@ class OnlineProgram:
                    for g in self.groups for st in states.get(g.id, {}).values())
 
     # ------------------------------------------------------------------ code generation
-    def _key_src(self, fields) -> tuple[str, str]:
+    # Generated code reads event fields from locals `v_<field>`, the event's time and seq from
+    # `t` and `seq`, the max event_time of the events before it from `M`, and each group's
+    # table from `tab<i>`; aggregations go to `a_<slot>` and features to `f_<column>`.
+    @staticmethod
+    def _key_src(fields) -> tuple[str, str]:
         """(expression for the key, condition that it has no null part)."""
-        parts = [f"row[{self.pos[f]}]" for f in fields]
+        parts = [f"v_{f}" for f in fields]
         if len(parts) == 1:
             return parts[0], f"{parts[0]} is not None"
         return "(" + ", ".join(parts) + ")", " and ".join(f"{p} is not None" for p in parts)
 
     def _member_src(self, s: Slot) -> str:
         agg = s.agg
-        value = "1" if agg.fn in ("count", "exists") else f"row[{self.pos[agg.field]}]"
+        value = "1" if agg.fn in ("count", "exists") else f"v_{agg.field}"
         if agg.where is None:
             return value
-        cond = PyExpr(lambda n: f"row[{self.pos[n.name]}]")(agg.where)
+        cond = PyExpr(lambda n: f"v_{n.name}")(agg.where)
         return f"({value} if ({cond}) is True else None)"
 
+    def _has_seq(self, g: Group) -> bool:
+        return any(s.agg.fn == "last" for s in g.slots)
+
     def _member_columns(self, g: Group) -> list[str]:
-        """Distinct member-value expressions of a window group; slots sharing one (e.g. sum and
-        avg of the same field) share a column of the stored rows."""
+        """Distinct stored member-value expressions of a window group; slots sharing one (e.g.
+        sum and avg of the same field) share a list. An unfiltered count needs none: every
+        stored event counts."""
         cols: list[str] = []
         for s in g.slots:
             src = self._member_src(s)
-            if src not in cols:
+            if src != "1" and src not in cols:
                 cols.append(src)
         return cols
 
     def _column_of(self, s: Slot) -> int:
-        return 1 + self._member_columns(s.group).index(self._member_src(s))
+        """Index in the window state of the slot's member list."""
+        g = s.group
+        return 1 + self._has_seq(g) + self._member_columns(g).index(self._member_src(s))
 
     def _field_base(self, s: Slot):
         return None if s.agg.field is None else \
@@ -151,34 +184,6 @@ class OnlineProgram:
         if fn == "sum":
             return "0.0" if self._field_base(s) is Base.FLOAT else "0"
         return "None"
-
-    def _window_value(self, s: Slot, c: int, i: str) -> str:
-        fn = s.agg.fn
-        vals = f"[v for r in rs[{i}:] if (v := r[{c}]) is not None]"
-        if fn == "count":
-            return f"(n - {i})" if s.agg.where is None else \
-                f"sum(1 for r in rs[{i}:] if r[{c}] is not None)"
-        if fn == "exists":
-            return f"(n > {i})" if s.agg.where is None else \
-                f"any(r[{c}] is not None for r in rs[{i}:])"
-        if fn == "sum":
-            return f"float(sum({vals}))" if self._field_base(s) is Base.FLOAT else \
-                f"sum({vals})"
-        if fn == "avg":
-            return f"_avg({vals})"
-        if fn in ("min", "max"):
-            return f"_{fn}({vals})"
-        if fn == "count_distinct":
-            return f"len({{v for r in rs[{i}:] if (v := r[{c}]) is not None}})"
-        return f"_last(rs, {i}, {c})"
-
-    def _from_values(self, s: Slot, vl: str) -> str:
-        fn = s.agg.fn
-        if fn == "sum":
-            return f"float(sum({vl}))" if self._field_base(s) is Base.FLOAT else f"sum({vl})"
-        if fn == "avg":
-            return f"(float(sum({vl})) / len({vl}) if {vl} else None)"
-        return f"({fn}({vl}) if {vl} else None)"
 
     def _lifetime_layout(self, g: Group) -> tuple[list[int], list]:
         offsets, init = [], []
@@ -211,175 +216,345 @@ class OnlineProgram:
             return f"st[{o + 1}]"
         return f"st[{o}]"
 
-    def _serve_lines(self) -> list[str]:
-        """Body computing a0.. and the features into `out`; expects row, states, meta."""
-        p = self.program
-        lines = ["    t = row[1]", "    M = meta[0]",
-                 f"    too_late = M is not None and t < M - {p.lateness_micros}"]
-        for gi, g in enumerate(self.groups):
-            key, notnull = self._key_src(g.driver_keys)
-            names = [f"a_{s.name}" for s in g.slots]
-            lines.append(f"    k = {key}")
-            lines.append(f"    if too_late or not ({notnull}):")
-            lines.append(f"        {' = '.join(names)} = None")
-            lines.append("    else:")
-            lines.append(f"        st = states[{g.id!r}].get(k)")
-            lines.append("        if st is None:")
-            for s, nm in zip(g.slots, names):
-                lines.append(f"            {nm} = {self._empty(s)}")
-            lines.append("        else:")
-            if g.kind == "window":
-                lines.append("            ts, rs = st")
-                lines.append("            n = len(ts)")
-                windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
-                prev = "0"
-                for w in windows:  # longest first: each bisect starts where the last ended
-                    lines.append(f"            i{w} = bisect_left(ts, t - {w}, {prev})")
-                    prev = f"i{w}"
-                made: set[str] = set()
-                for s, nm in zip(g.slots, names):
-                    c, i = self._column_of(s), f"i{s.agg.window.micros}"
-                    if s.agg.fn in ("sum", "avg", "min", "max"):
-                        # One list of non-null values per (column, window), shared by slots.
-                        vl = f"v{c}_{s.agg.window.micros}"
-                        if vl not in made:
-                            made.add(vl)
-                            lines.append(f"            {vl} = [v for r in rs[{i}:] "
-                                         f"if (v := r[{c}]) is not None]")
-                        lines.append(f"            {nm} = {self._from_values(s, vl)}")
-                    else:
-                        lines.append(f"            {nm} = {self._window_value(s, c, i)}")
-            else:
-                offsets, _ = self._lifetime_layout(g)
-                for s, nm, o in zip(g.slots, names, offsets):
-                    lines.append(f"            {nm} = {self._lifetime_value(s, o)}")
-        def ref(e):
-            if isinstance(e, ast.FieldRef):
-                return f"row[{self.pos[e.name]}]"
-            if isinstance(e, ast.Agg):
-                return f"a_{self.plan.slot(e).name}"
-            return f"f_{e.name}"
+    def _own(self, g: Group) -> bool:
+        """A group of the driver's own stream read and written under the same key: the driver
+        branch fetches its state once for both."""
+        return g.stream == self.program.driver and g.driver_keys == g.stream_keys
 
-        compile_expr = PyExpr(ref)
-        for d in p.features:
-            src = compile_expr(d.expr)
-            if d.expr.type.base is Base.FLOAT:
-                src = f"_f({src})"
-            lines.append(f"    f_{d.column} = {src}")
-        outs = ", ".join(["too_late"] + [f"f_{d.column}" for d in p.features])
-        lines.append(f"    out = (row[0], {outs})")
+    def _window_serve(self, g: Group, st: str, names: list[str], ind: str) -> list[str]:
+        """Lines computing a group's slots from its state `st` (not None)."""
+        lines = [f"{ind}ts = {st}[0]", f"{ind}n = len(ts)"]
+        windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
+        prev = None
+        for w in windows:  # longest first: each bisect starts where the last ended
+            if prev is None:  # the whole list is often inside the longest window ...
+                lines.append(f"{ind}i{w} = 0 if ts[0] >= t - {w} else bisect_left(ts, t - {w})")
+            else:  # ... and the shorter ones often empty
+                lines.append(f"{ind}i{w} = n if ts[-1] < t - {w} else "
+                             f"bisect_left(ts, t - {w}, {prev})")
+            prev = f"i{w}"
+        made: set[str] = set()
+
+        def need(var: str, src: str) -> str:
+            if var not in made:
+                made.add(var)
+                lines.append(f"{ind}{var} = {src}")
+            return var
+
+        for s, nm in zip(g.slots, names):
+            fn, w = s.agg.fn, s.agg.window.micros
+            i = f"i{w}"
+            src = self._member_src(s)
+            if src == "1":  # unfiltered count / exists: every stored event counts
+                lines.append(f"{ind}{nm} = n - {i}" if fn == "count" else
+                             f"{ind}{nm} = n > {i}")
+                continue
+            c = self._column_of(s)
+            if fn == "last":
+                lines.append(f"{ind}{nm} = _last({st}[1], {st}[{c}], {i})")
+                continue
+            sl = need(f"sl{c}_{w}", f"{st}[{c}][{i}:]")
+            if fn == "count":
+                lines.append(f"{ind}{nm} = len({sl}) - {sl}.count(None)")
+            elif fn == "exists":
+                lines.append(f"{ind}{nm} = len({sl}) > {sl}.count(None)")
+            elif fn == "count_distinct":
+                lines.append(f"{ind}{nm} = len(_s := set({sl})) - (None in _s)")
+            else:
+                vl = f"vl{c}_{w}"
+                if vl not in made:
+                    # The builtins raise TypeError on a None among the values (sum always,
+                    # min/max unless the None is alone, which is then the right answer):
+                    # filter the slice only then, instead of scanning it for None first.
+                    made.add(vl)
+                    sums = any(o.agg.fn in ("sum", "avg") and o.agg.window.micros == w and
+                               self._member_src(o) == src for o in g.slots)
+                    if sums:  # the sum first; other slots use vl after
+                        made.add(f"sm{c}_{w}")
+                        first = f"sm{c}_{w} = sum({{v}})"
+                    else:  # this slot (a min or max) first
+                        first = f"{nm} = {fn}({{v}}) if {{v}} else None"
+                    lines.append(f"{ind}try:")
+                    lines.append(f"{ind}    {first.format(v=sl)}")
+                    lines.append(f"{ind}    {vl} = {sl}")
+                    lines.append(f"{ind}except TypeError:")
+                    lines.append(f"{ind}    {vl} = [v for v in {sl} if v is not None]")
+                    lines.append(f"{ind}    {first.format(v=vl)}")
+                    if not sums:
+                        continue
+                if fn in ("sum", "avg"):
+                    sm = need(f"sm{c}_{w}", f"sum({vl})")
+                    if fn == "avg":
+                        lines.append(f"{ind}{nm} = float({sm}) / len({vl}) if {vl} else None")
+                    elif self._field_base(s) is Base.FLOAT:
+                        lines.append(f"{ind}{nm} = float({sm})")
+                    else:
+                        lines.append(f"{ind}{nm} = {sm}")
+                else:  # min / max
+                    lines.append(f"{ind}{nm} = {fn}({vl}) if {vl} else None")
         return lines
 
-    def _ingest_lines(self, stream: str) -> list[str]:
+    def _float_by_construction(self, e: ast.Expr) -> bool:
+        if isinstance(e, ast.Agg):
+            return e.fn == "avg" or (e.fn == "sum" and self._field_base(self.plan.slot(e))
+                                     is Base.FLOAT)
+        if isinstance(e, ast.Literal):
+            return e.value is None or isinstance(e.value, float)
+        if isinstance(e, ast.If):
+            return self._float_by_construction(e.then) and self._float_by_construction(e.else_)
+        return isinstance(e, ast.Binary) and e.op == "/"
+
+    def _serve_lines(self, ind: str, fetched: bool) -> list[str]:
+        """Lines computing too_late and f_<feature> for a driver event; with `fetched`, the
+        states st<i> of the driver's own groups are already fetched."""
         p = self.program
-        lines = ["    t = row[1]", "    seq = row[0]",
-                 "    M2 = t if meta[0] is None or t > meta[0] else meta[0]"]
-        for g in self.groups:
+        lines = [f"{ind}too_late = t < M - {p.lateness_micros}"]
+        all_names = [f"a_{s.name}" for g in self.groups for s in g.slots]
+        if all_names:
+            lines.append(f"{ind}if too_late:")
+            lines.append(f"{ind}    {' = '.join(all_names)} = None")
+            lines.append(f"{ind}else:")
+            i2 = ind + "    "
+            for gi, g in enumerate(self.groups):
+                key, notnull = self._key_src(g.driver_keys)
+                names = [f"a_{s.name}" for s in g.slots]
+                lines.append(f"{i2}if not ({notnull}):")
+                lines.append(f"{i2}    {' = '.join(names)} = None")
+                if fetched and self._own(g):
+                    lines.append(f"{i2}elif st{gi} is None:")
+                else:
+                    lines.append(f"{i2}elif (st{gi} := tab{gi}.get({key})) is None:")
+                for s, nm in zip(g.slots, names):
+                    lines.append(f"{i2}    {nm} = {self._empty(s)}")
+                lines.append(f"{i2}else:")
+                if g.kind == "window":
+                    lines += self._window_serve(g, f"st{gi}", names, i2 + "    ")
+                else:
+                    offsets, _ = self._lifetime_layout(g)
+                    for s, nm, o in zip(g.slots, names, offsets):
+                        v = self._lifetime_value(s, o).replace("st[", f"st{gi}[")
+                        lines.append(f"{i2}    {nm} = {v}")
+
+        compile_expr = PyExpr(self._ref)
+        for d in p.features:
+            f = self._out_name(d)
+            if f != f"f_{d.column}":
+                continue  # a bare aggregation or field: read where it is
+            lines.append(f"{ind}{f} = {compile_expr(d.expr)}")
+            if d.expr.type.base is Base.FLOAT and not self._float_by_construction(d.expr):
+                lines.append(f"{ind}if {f} is not None and {f}.__class__ is not float:")
+                lines.append(f"{ind}    {f} = float({f})")
+        return lines
+
+    def _ref(self, e) -> str:
+        if isinstance(e, ast.FieldRef):
+            return f"v_{e.name}"
+        if isinstance(e, ast.Agg):
+            return f"a_{self.plan.slot(e).name}"
+        return self._out_name(next(d for d in self.program.features if d.column == e.name))
+
+    def _out_name(self, d) -> str:
+        """The local holding a feature's value."""
+        e = d.expr
+        if isinstance(e, (ast.Agg, ast.FieldRef, ast.FeatureRef)) and (
+                e.type.base is not Base.FLOAT or self._float_by_construction(e)):
+            return self._ref(e)
+        return f"f_{d.column}"
+
+    def _out_tuple(self) -> str:
+        return ", ".join(["seq", "too_late"] + [self._out_name(d) for d in self.program.features])
+
+    def _ingest_lines(self, stream: str, ind: str, dirty: bool, fetched: bool) -> list[str]:
+        """Lines storing the event (time `t`, seq `seq`) into its groups; `M` already
+        includes the event's own time. With `fetched`, st<i> of own groups is fetched."""
+        p = self.program
+        lines: list[str] = []
+        for gi, g in enumerate(self.groups):
             if g.stream != stream:
                 continue
+            st, tab = f"st{gi}", f"tab{gi}"
             key, notnull = self._key_src(g.stream_keys)
-            lines.append(f"    k = {key}")
-            lines.append(f"    if {notnull}:")
-            ms = [self._member_src(s) for s in g.slots]
+            lines.append(f"{ind}if {notnull}:")
+            i2 = ind + "    "
+            lines.append(f"{i2}k = {key}")
+            fetch = [] if fetched and self._own(g) else [f"{st} = {tab}.get(k)"]
             if g.kind == "window":
-                cutoff = f"M2 - {p.lateness_micros + g.max_window}"
-                lines.append(f"        cutoff = {cutoff}")
                 cols = self._member_columns(g)
                 names = [f"m{c}" for c in range(len(cols))]
                 for nm, src_ in zip(names, cols):
-                    lines.append(f"        {nm} = {src_}")
-                lines.append("        rec = (seq, " + ", ".join(names) + ",)")
+                    lines.append(f"{i2}{nm} = {src_}")
+                lists = ["t"] + (["seq"] if self._has_seq(g) else []) + names
                 # An event that counts for nothing, or is already too old, is not stored.
-                always = any(src_ == "1" for src_ in cols)
-                stores_any = "True" if always else \
-                    " or ".join(f"{nm} is not None" for nm in names)
-                lines.append(f"        if t >= cutoff and ({stores_any}):")
-                lines.append(f"            table = states[{g.id!r}]")
-                lines.append("            st = table.get(k)")
-                lines.append("            if st is None:")
-                lines.append("                table[k] = [[t], [rec]]")
-                lines.append("            else:")
-                lines.append("                ts, rs = st")
-                lines.append("                if t >= ts[-1]:")
-                lines.append("                    ts.append(t)")
-                lines.append("                    rs.append(rec)")
-                lines.append("                else:")
-                lines.append("                    j = bisect_right(ts, t)")
-                lines.append("                    ts.insert(j, t)")
-                lines.append("                    rs.insert(j, rec)")
-                lines.append("                if ts[0] < cutoff:")
-                lines.append("                    j = bisect_left(ts, cutoff)")
-                lines.append("                    del ts[:j]")
-                lines.append("                    del rs[:j]")
-                lines.append("            if dirty is not None:")
-                lines.append(f"                dirty.add(({g.id!r}, k))")
+                always = any(self._member_src(s) == "1" for s in g.slots)
+                stores_any = "" if always else \
+                    " and (" + " or ".join(f"{nm} is not None" for nm in names) + ")"
+                cutoff = f"M - {p.lateness_micros + g.max_window}"
+                lines.append(f"{i2}if t >= {cutoff}{stores_any}:")
+                i3 = i2 + "    "
+                lines += [i3 + f for f in fetch]
+                lines.append(f"{i3}if {st} is None:")
+                lines.append(f"{i3}    {tab}[k] = [" + ", ".join(f"[{v}]" for v in lists) + "]")
+                lines.append(f"{i3}else:")
+                lines.append(f"{i3}    ts = {st}[0]")
+                lines.append(f"{i3}    if t >= ts[-1]:")
+                lines.append(f"{i3}        ts.append(t)")
+                for c, v in enumerate(lists[1:], 1):
+                    lines.append(f"{i3}        {st}[{c}].append({v})")
+                lines.append(f"{i3}    else:")
+                lines.append(f"{i3}        j = bisect_right(ts, t)")
+                lines.append(f"{i3}        ts.insert(j, t)")
+                for c, v in enumerate(lists[1:], 1):
+                    lines.append(f"{i3}        {st}[{c}].insert(j, {v})")
+                lines.append(f"{i3}    if ts[0] < {cutoff}:")
+                lines.append(f"{i3}        j = bisect_left(ts, {cutoff})")
+                lines.append(f"{i3}        del ts[:j]")
+                for c in range(1, len(lists)):
+                    lines.append(f"{i3}        del {st}[{c}][:j]")
+                if dirty:
+                    lines.append(f"{i3}dirty_add(({g.id!r}, k))")
             else:
                 offsets, init = self._lifetime_layout(g)
                 init_src = "[" + ", ".join("set()" if v == "SET" else repr(v) for v in init) + "]"
-                lines.append(f"        table = states[{g.id!r}]")
-                lines.append("        st = table.get(k)")
-                lines.append("        if st is None:")
-                lines.append(f"            st = table[k] = {init_src}")
-                for s, o, m in zip(g.slots, offsets, ms):
+                lines += [i2 + f for f in fetch]
+                lines.append(f"{i2}if {st} is None:")
+                lines.append(f"{i2}    {st} = {tab}[k] = {init_src}")
+                for s, o in zip(g.slots, offsets):
                     fn = s.agg.fn
-                    lines.append(f"        m = {m}")
-                    lines.append("        if m is not None:")
+                    lines.append(f"{i2}m = {self._member_src(s)}")
+                    lines.append(f"{i2}if m is not None:")
+                    i3 = i2 + "    "
                     if fn in ("count", "exists"):
-                        lines.append(f"            st[{o}] += 1")
+                        lines.append(f"{i3}{st}[{o}] += 1")
                     elif fn == "sum":
-                        lines.append(f"            st[{o}] += m")
+                        lines.append(f"{i3}{st}[{o}] += m")
                     elif fn == "avg":
-                        lines.append(f"            st[{o}] += m")
-                        lines.append(f"            st[{o + 1}] += 1")
+                        lines.append(f"{i3}{st}[{o}] += m")
+                        lines.append(f"{i3}{st}[{o + 1}] += 1")
                     elif fn == "min":
-                        lines.append(f"            if st[{o}] is None or m < st[{o}]: st[{o}] = m")
+                        lines.append(f"{i3}if {st}[{o}] is None or m < {st}[{o}]: {st}[{o}] = m")
                     elif fn == "max":
-                        lines.append(f"            if st[{o}] is None or m > st[{o}]: st[{o}] = m")
+                        lines.append(f"{i3}if {st}[{o}] is None or m > {st}[{o}]: {st}[{o}] = m")
                     elif fn == "count_distinct":
-                        lines.append(f"            st[{o}].add(m)")
+                        lines.append(f"{i3}{st}[{o}].add(m)")
                     else:
-                        lines.append(f"            st[{o}] = seq")
-                        lines.append(f"            st[{o + 1}] = m")
-                lines.append("        if dirty is not None:")
-                lines.append(f"            dirty.add(({g.id!r}, k))")
-        lines.append("    meta[0] = M2")
-        lines.append("    meta[1] = seq")
+                        lines.append(f"{i3}{st}[{o}] = seq")
+                        lines.append(f"{i3}{st}[{o + 1}] = m")
+                if dirty:
+                    lines.append(f"{i2}dirty_add(({g.id!r}, k))")
         return lines
 
-    def _keys_lines(self, stream: str) -> list[str]:
-        lines = ["    out = []"]
+    @staticmethod
+    def _fields_in(lines: list[str]) -> list[str]:
+        return sorted({m[2:] for m in re.findall(r"\bv_\w+", "\n".join(lines))})
+
+    def _table_loads(self, ind: str) -> list[str]:
+        return [f"{ind}tab{gi} = states[{g.id!r}]" for gi, g in enumerate(self.groups)]
+
+    def _run_lines(self, dirty: bool) -> list[str]:
+        p = self.program
+        ind = "            "
+        loop: list[str] = []
+        streams = sorted(p.streams, key=lambda s: s != p.driver)  # the driver first
+        for si, stream in enumerate(streams):
+            body: list[str] = []
+            if stream == p.driver:
+                for gi, g in enumerate(self.groups):
+                    if self._own(g):
+                        key, notnull = self._key_src(g.driver_keys)
+                        body.append(f"{ind}st{gi} = tab{gi}.get({key}) if {notnull} else None")
+                body += self._serve_lines(ind, fetched=True)
+                body.append(f"{ind}out_append(({self._out_tuple()}))")
+            body += [f"{ind}if t > M:", f"{ind}    M = t"]
+            body += self._ingest_lines(stream, ind, dirty, fetched=True)
+            loop.append(f"        {'if' if si == 0 else 'elif'} s == {stream!r}:")
+            loop += body
+        loop += ["        elif t > M:",  # a stream the program does not declare: the clock
+                 "            M = t"]
+        fields = self._fields_in(loop)
+        names = ", ".join(["seq", "t", "s"] + [f"v_{f}" for f in fields])
+        cols = ", ".join(["C[0]", "C[1]", "C[2]"] + [f"C[{self.pos[f]}]" for f in fields])
+        lines = [f"def run{'_dirty' if dirty else ''}(C, states, meta, out"
+                 f"{', dirty' if dirty else ''}):",
+                 "    out_append = out.append"]
+        if dirty:
+            lines.append("    dirty_add = dirty.add")
+        lines += self._table_loads("    ")
+        lines += ["    M = meta[0]", "    if M is None:", "        M = _NO_TIME",
+                  f"    for {names} in zip({cols}):"]
+        lines += loop
+        lines += ["    if len(C[0]):",
+                  "        meta[0] = None if M == _NO_TIME else M",
+                  "        meta[1] = C[0][-1]"]
+        return lines
+
+    def _serve_fn_lines(self) -> list[str]:
+        body = self._serve_lines("    ", fetched=False)
+        lines = ["def serve(row, states, meta):", "    seq, t = row[0], row[1]",
+                 "    M = meta[0]", "    if M is None:", "        M = _NO_TIME"]
+        lines += self._table_loads("    ")
+        lines += [f"    v_{f} = row[{self.pos[f]}]" for f in self._fields_in(body)]
+        lines += body
+        lines.append(f"    return ({self._out_tuple()})")
+        return lines
+
+    def _keys_fn_lines(self, stream: str, i: int) -> list[str]:
+        lines = [f"def keys_{i}(row):", "    out = []"]
         groups = [(g, g.driver_keys) for g in self.groups] if stream == self.program.driver \
             else []
         groups += [(g, g.stream_keys) for g in self.groups if g.stream == stream]
-        for g, fields in groups:
+        # A driver's own groups are both read and written: one pair each.
+        groups = list(dict.fromkeys((g.id, f) for g, f in groups))
+        body = []
+        for gid, fields in groups:
             key, notnull = self._key_src(fields)
-            lines.append(f"    if {notnull}:")
-            lines.append(f"        out.append(({g.id!r}, {key}))")
-        lines.append("    return out")
-        return lines
+            body.append(f"    if {notnull}:")
+            body.append(f"        out.append(({gid!r}, {key}))")
+        lines += [f"    v_{f} = row[{self.pos[f]}]"
+                  for f in sorted(set(m[2:] for m in re.findall(r"\bv_\w+", "\n".join(body))))]
+        return lines + body + ["    return out"]
+
+    def _keys_run_lines(self) -> list[str]:
+        p = self.program
+        lines = ["def keys_run(C, pairs):", "    add = pairs.add", "    C_stream = C[2]"]
+        loop = ["    for x in range(len(C_stream)):", "        s = C_stream[x]"]
+        used: set[str] = set()
+        for si, stream in enumerate(p.streams):
+            groups = [(g, g.driver_keys) for g in self.groups] if stream == p.driver else []
+            groups += [(g, g.stream_keys) for g in self.groups if g.stream == stream]
+            groups = list(dict.fromkeys((g.id, f) for g, f in groups))
+            if not groups:
+                continue
+            body = []
+            for gid, fields in groups:
+                key, notnull = self._key_src(fields)
+                body.append(f"            if {notnull}:")
+                body.append(f"                add(({gid!r}, {key}))")
+            fields = sorted(set(m[2:] for m in re.findall(r"\bv_\w+", "\n".join(body))))
+            used.update(fields)
+            loop.append(f"        {'if' if len(loop) == 2 else 'elif'} s == {stream!r}:")
+            loop += [f"            v_{f} = C_{f}[x]" for f in fields]
+            loop += body
+        if len(loop) == 2:
+            return lines + ["    return None"]
+        lines += [f"    C_{f} = C[{self.pos[f]}]" for f in sorted(used)]
+        return lines + loop
 
     def _compile(self) -> Compiled:
         src: list[str] = []
-        serve = self._serve_lines()
-        src.append("def serve(row, states, meta):")
-        src += serve
-        src.append("    return out")
-        for i, stream in enumerate(self.program.streams):
-            src.append(f"def process_{i}(row, states, meta, dirty):")
-            if stream == self.program.driver:
-                src += serve
-            else:
-                src.append("    out = None")
-            src += self._ingest_lines(stream)
-            src.append("    return out")
-            src.append(f"def keys_{i}(row):")
-            src += self._keys_lines(stream)
+        src += self._run_lines(dirty=False)
+        src += self._run_lines(dirty=True)
+        src += self._serve_fn_lines()
+        src += self._keys_run_lines()
+        names = list(self.program.streams)
+        for i, stream in enumerate(names):
+            src += self._keys_fn_lines(stream, i)
         source = "\n".join(src) + "\n"
         env = dict(RUNTIME, bisect_left=bisect.bisect_left, bisect_right=bisect.bisect_right,
-                   _avg=_avg, _last=_last, _min=_min, _max=_max)
+                   _last=_last, _NO_TIME=_NO_TIME)
         exec(compile(source, f"<online:{self.program.file}>", "exec"), env)  # noqa: S102
-        names = list(self.program.streams)
-        return Compiled(process={s: env[f"process_{i}"] for i, s in enumerate(names)},
-                        serve=env["serve"],
+        # The input columns the generated code reads (the others may be passed as None).
+        self.input_columns = ["seq", "t", "stream"] + [
+            f for f in self.fields if re.search(rf"\bv_{f}\b", source)]
+        return Compiled(run=env["run"], run_dirty=env["run_dirty"], serve=env["serve"],
                         keys={s: env[f"keys_{i}"] for i, s in enumerate(names)},
-                        source=source)
+                        keys_run=env["keys_run"], source=source)

@@ -56,9 +56,11 @@ def test_state_is_bounded_by_longest_window_plus_lateness_and_evicted_state_goes
     ev.sweep(store.states, store.meta)
     limit = (30 * 24 + 1) + 1  # charges per key within 30d + lateness, one hour apart
     for gid, table in store.states.items():
-        for key, (ts, rs) in table.items():
+        for key, st in table.items():
+            ts = st[0]  # event_times; the other lists run parallel to it
             assert store.meta[0] - ts[0] <= 30 * 24 * hour + hour, (gid, key)
             assert len(ts) <= limit
+            assert all(len(col) == len(ts) for col in st), (gid, key)
     # Ten more cards, then a single charge months later: every earlier key is out of reach
     # of any driver that is not too late, so its state goes entirely.
     replay.replay_table(p, _steady_log(p, 10, 10, hour, 10_000,

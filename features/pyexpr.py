@@ -95,7 +95,15 @@ class PyExpr:
         return getattr(self, "_" + type(e).__name__.lower())(e)
 
     def _float(self, e) -> str:
-        return f"_f({self(e)})" if e.type.base is Base.INT else self(e)
+        if e.type.base is not Base.INT:
+            return self(e)
+        if isinstance(e, ast.Literal) and isinstance(e.value, int):
+            try:
+                return repr(float(e.value))
+            except OverflowError:
+                pass
+        a = self._tmp()  # _f inlined
+        return f"(None if ({a} := {self(e)}) is None else float({a}))"
 
     def _as(self, e, t) -> str:
         return self._float(e) if t.base is Base.FLOAT else self(e)
@@ -118,13 +126,25 @@ class PyExpr:
             return f"_and({self(l)}, {self(r)})"
         if e.op == "or":
             return f"_or({self(l)}, {self(r)})"
-        if e.op == "/":
-            return f"_div({self(l)}, {self(r)})"
+        if e.op == "/":  # _div inlined
+            a, b = self._tmp(), self._tmp()
+            return (f"(None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
+                    f"or {b} == 0 else float({a}) / float({b}))")
         mixed = Base.FLOAT in (l.type.base, r.type.base)
         ls, rs = (self._float(l), self._float(r)) if mixed else (self(l), self(r))
-        a, b = self._tmp(), self._tmp()
-        # Inline (no call) null propagation: this is the online target's hot path.
-        return f"(None if ({a} := {ls}) is None or ({b} := {rs}) is None else {a} {e.op} {b})"
+        # Inline (no call) null propagation: this is the online target's hot path. A literal
+        # operand is never null and needs no test.
+        tests, vals = [], []
+        for side, src in ((l, ls), (r, rs)):
+            if isinstance(side, ast.Literal) and side.value is not None:
+                vals.append(src)
+            else:
+                t = self._tmp()
+                tests.append(f"({t} := {src}) is None")
+                vals.append(t)
+        if not tests:
+            return f"({vals[0]} {e.op} {vals[1]})"
+        return f"(None if {' or '.join(tests)} else {vals[0]} {e.op} {vals[1]})"
 
     def _isnull(self, e):
         return f"(({self(e.operand)}) is {'not ' if e.negated else ''}None)"

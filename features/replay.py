@@ -2,6 +2,8 @@
 just before that event was ingested (the online half of the parity contract)."""
 from __future__ import annotations
 
+from operator import itemgetter
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -10,7 +12,21 @@ from roundhouse.features import events as events_mod
 from roundhouse.features import syntax as ast
 from roundhouse.features.online import OnlineProgram
 
-BATCH = 2000
+CHUNK = 65_536  # events converted to Python objects at a time (bounds the replay's memory)
+
+
+def columns_of(table: pa.Table, online: OnlineProgram) -> list:
+    """Columns (seq, t micros, stream, *fields) of a conformed events table as Python lists;
+    None for the fields the program never reads."""
+    cols = []
+    for name in online.columns:
+        if name not in online.input_columns:
+            cols.append(None)
+        elif name == "t":
+            cols.append(pc.cast(table.column("event_time"), pa.int64()).to_pylist())
+        else:
+            cols.append(table.column(name).to_pylist())
+    return cols
 
 
 def rows_of(table: pa.Table, online: OnlineProgram):
@@ -23,20 +39,18 @@ def rows_of(table: pa.Table, online: OnlineProgram):
 
 
 def replay_table(program: ast.Program, table: pa.Table, store) -> pa.Table:
+    """The values served to every driver event, computed a chunk of columns at a time."""
     online = store.online
-    out: list = []
-    batch: list = []
-    for row in rows_of(table, online):
-        batch.append(row)
-        if len(batch) >= BATCH:
-            store.process_batch(batch, out)
-            batch = []
-    if batch:
-        store.process_batch(batch, out)
     schema = events_mod.output_schema(program, labels=False)
-    columns = list(zip(*out)) if out else [[] for _ in schema]
-    return pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, schema)],
-                                schema=schema)
+    chunks: list[list] = [[] for _ in schema]
+    for lo in range(0, table.num_rows, CHUNK):
+        out: list = []
+        store.process_columns(columns_of(table.slice(lo, CHUNK), online), out)
+        if out:  # one column at a time (zip(*out) would make an iterator per row)
+            for i, (acc, f) in enumerate(zip(chunks, schema)):
+                acc.append(pa.array(list(map(itemgetter(i), out)), type=f.type))
+    arrays = [pa.chunked_array(acc, type=f.type) for acc, f in zip(chunks, schema)]
+    return pa.Table.from_arrays(arrays, schema=schema).combine_chunks()
 
 
 def replay(program: ast.Program, events_path: str, out_path: str, store) -> pa.Table:

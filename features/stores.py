@@ -19,14 +19,36 @@ import os
 import pathlib
 import pickle
 
-from roundhouse.features.online import OnlineProgram
-from roundhouse.features.printer import fingerprint
+from roundhouse.features.online import STATE_LAYOUT, OnlineProgram
+from roundhouse.features.printer import fingerprint as program_fingerprint
 
 SWEEP_EVERY = 50_000  # events between full eviction sweeps of the memory store
 
 
 class StoreMismatch(RuntimeError):
     pass
+
+
+def fingerprint(program) -> str:
+    """The definitions' fingerprint and the state layout: state written by other definitions,
+    or by an evaluator keeping its state in another shape, is never read."""
+    return f"{program_fingerprint(program)}-s{STATE_LAYOUT}"
+
+
+def _columns(rows, last, width: int) -> list:
+    """Row tuples -> columns, without the rows at or before seq `last` (already applied)."""
+    if last is not None:
+        rows = [r for r in rows if r[0] > last]
+    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+def _skip_applied(cols: list, last) -> list:
+    """Columns without the events at or before seq `last` (a replay after a restart)."""
+    seqs = cols[0]
+    if last is None or not len(seqs) or min(seqs) > last:
+        return cols
+    keep = [i for i, q in enumerate(seqs) if q > last]
+    return [None if c is None else [c[i] for i in keep] for c in cols]
 
 
 class MemoryStore:
@@ -50,17 +72,19 @@ class MemoryStore:
             self.states, self.meta, self.position = snap["states"], snap["meta"], snap["position"]
 
     def process_batch(self, rows, out: list | None = None) -> None:
-        process, states, meta = self.online.process, self.states, self.meta
-        last = meta[1]
-        for row in rows:
-            if last is not None and row[0] <= last:
-                continue  # already in the state: a replay after restart
-            v = process(row, states, meta)
-            if v is not None and out is not None:
-                out.append(v)
-        self._since_sweep += len(rows)
-        if self._since_sweep >= SWEEP_EVERY:
-            self.online.sweep(states, meta)
+        """Apply row tuples in order; the values served to drivers go to `out` as tuples."""
+        cols = _columns(rows, self.meta[1], len(self.online.columns))
+        self.process_columns(cols, [] if out is None else out)
+
+    def process_columns(self, cols: list, out: list) -> None:
+        """Apply a batch given as columns (OnlineProgram.columns); the values served to drivers
+        are appended to `out` as tuples."""
+        cols = _skip_applied(cols, self.meta[1])
+        self.online.run(cols, self.states, self.meta, out)
+        self._since_sweep += len(cols[0])
+        # A sweep visits every key: at most one visit per event on average.
+        if self._since_sweep >= SWEEP_EVERY and self._since_sweep >= self.key_count():
+            self.online.sweep(self.states, self.meta)
             self._since_sweep = 0
 
     def serve(self, event: dict) -> dict:
@@ -134,24 +158,26 @@ class RedisStore:
         return states
 
     def process_batch(self, rows, out: list | None = None) -> None:
-        last = self.meta[1]
-        rows = [r for r in rows if last is None or r[0] > last]
-        if not rows:
+        """Apply row tuples in order (one transaction); served values go to `out` as tuples."""
+        self._apply(_columns(rows, self.meta[1], len(self.online.columns)),
+                    [] if out is None else out)
+
+    def process_columns(self, cols: list, out: list, batch: int = 2000) -> None:
+        """Apply a batch given as columns, one transaction per `batch` events."""
+        cols = _skip_applied(cols, self.meta[1])
+        for lo in range(0, len(cols[0]), batch):
+            self._apply([None if c is None else c[lo:lo + batch] for c in cols], out)
+
+    def _apply(self, cols: list, out: list, position=None) -> None:
+        if not len(cols[0]) and position is None:
             return
-        keys = self.online.compiled.keys
-        pairs = set()
-        for row in rows:
-            fn = keys.get(row[2])
-            if fn is not None:
-                pairs.update(fn(row))
+        pairs: set = set()
+        self.online.compiled.keys_run(cols, pairs)
         states = self._fetch(pairs)
         dirty: set = set()
         meta = list(self.meta)
-        for row in rows:
-            v = self.online.process(row, states, meta, dirty)
-            if v is not None and out is not None:
-                out.append(v)
-        self._write(states, dirty, meta)
+        self.online.run(cols, states, meta, out, dirty)
+        self._write(states, dirty, meta, position)
         self.meta = meta
 
     def _write(self, states, dirty, meta, position=None) -> None:
@@ -174,7 +200,7 @@ class RedisStore:
                 continue
             mapping[field] = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
             if kinds[gid].kind == "window":
-                scores.setdefault(gid, {})[field] = st[0][-1]
+                scores.setdefault(gid, {})[field] = st[0][-1]  # the newest event_time
         if mapping:
             pipe.hset(self.k_state, mapping=mapping)
         for gid, sc in scores.items():
@@ -209,23 +235,8 @@ class RedisStore:
 
     def process_and_commit(self, rows, position, out: list | None = None) -> None:
         """One transaction for the batch's state and the position after it (the consumer)."""
-        last = self.meta[1]
-        rows = [r for r in rows if last is None or r[0] > last]
-        keys = self.online.compiled.keys
-        pairs = set()
-        for row in rows:
-            fn = keys.get(row[2])
-            if fn is not None:
-                pairs.update(fn(row))
-        states = self._fetch(pairs)
-        dirty: set = set()
-        meta = list(self.meta)
-        for row in rows:
-            v = self.online.process(row, states, meta, dirty)
-            if v is not None and out is not None:
-                out.append(v)
-        self._write(states, dirty, meta, position)
-        self.meta = meta
+        self._apply(_columns(rows, self.meta[1], len(self.online.columns)),
+                    [] if out is None else out, position)
         self.position = position
 
     def key_count(self) -> int:
