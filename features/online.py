@@ -15,7 +15,7 @@ State lives in plain dicts, one per aggregation group: key -> state.
 The evaluator is generated as Python source and exec'd once: `run` takes a batch of events as
 columns (one list per input column) and loops over it with straight-line code per stream (no
 interpretation of the AST, no per-event calls; the driver's own groups are looked up once for
-serving and ingesting), appending one tuple of served values per driver. The same generated code serves the memory store (dicts are the
+serving and ingesting), appending the served values to one list per output column. The same generated code serves the memory store (dicts are the
 store) and the Redis store (dicts are a per-batch cache that the store fills before and writes
 back after, together with the log position).
 """
@@ -49,7 +49,7 @@ def _last(seqs, col, i):
 
 @dataclasses.dataclass
 class Compiled:
-    run: object  # fn(cols, states, meta, out) over a batch of events (memory store)
+    run: object  # fn(cols, states, meta, out columns) over a batch of events (memory store)
     run_dirty: object  # the same, also recording the (group, key) pairs it wrote (Redis)
     serve: object  # fn(row, states, meta) -> output tuple (no ingest)
     keys: dict  # stream -> fn(row) -> list of (gid, key) the event reads or writes
@@ -82,9 +82,13 @@ class OnlineProgram:
         t = event["t"] if "t" in event else event["event_time"]
         return (event["seq"], t, event["stream"]) + tuple(event.get(f) for f in self.fields)
 
+    def new_outputs(self) -> list:
+        """Empty output columns for `run`: seq, too_late, then one per feature."""
+        return [[] for _ in range(2 + len(self.outputs))]
+
     def run(self, cols, states: dict, meta: list, out: list, dirty=None) -> None:
         """Process a batch of events given as columns (see `columns`), in order; appends the
-        values served to each driver event to `out` as (seq, too_late, *features) tuples.
+        values served to each driver event to the output columns `out` (`new_outputs`).
         With a set `dirty`, records the (group id, key) pairs the batch wrote."""
         # The generated code makes no reference cycles, so the cyclic collector has nothing to
         # find during a batch; left on, its passes over the growing state cost a third of the
@@ -102,9 +106,9 @@ class OnlineProgram:
 
     def process(self, row: tuple, states: dict, meta: list, dirty=None):
         """One event; returns the values served to it (a driver) or None."""
-        out: list = []
+        out = self.new_outputs()
         self.run([(v,) for v in row], states, meta, out, dirty)
-        return out[0] if out else None
+        return tuple(c[0] for c in out) if out[0] else None
 
     def sweep(self, states: dict, meta: list) -> int:
         """Drop window state no driver can count any more; returns the number of keys removed."""
@@ -463,7 +467,7 @@ class OnlineProgram:
                         key, notnull = self._key_src(g.driver_keys)
                         body.append(f"{ind}st{gi} = tab{gi}.get({key}) if {notnull} else None")
                 body += self._serve_lines(ind, fetched=True)
-                body.append(f"{ind}out_append(({self._out_tuple()}))")
+                body += [f"{ind}o{i}({v})" for i, v in enumerate(self._out_tuple().split(", "))]
             body += [f"{ind}if t > M:", f"{ind}    M = t"]
             body += self._ingest_lines(stream, ind, dirty, fetched=True)
             loop.append(f"        {'if' if si == 0 else 'elif'} s == {stream!r}:")
@@ -475,7 +479,7 @@ class OnlineProgram:
         cols = ", ".join(["C[0]", "C[1]", "C[2]"] + [f"C[{self.pos[f]}]" for f in fields])
         lines = [f"def run{'_dirty' if dirty else ''}(C, states, meta, out"
                  f"{', dirty' if dirty else ''}):",
-                 "    out_append = out.append"]
+                 ] + [f"    o{i} = out[{i}].append" for i in range(2 + len(self.outputs))]
         if dirty:
             lines.append("    dirty_add = dirty.add")
         lines += self._table_loads("    ")

@@ -2,8 +2,6 @@
 just before that event was ingested (the online half of the parity contract)."""
 from __future__ import annotations
 
-from operator import itemgetter
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -44,11 +42,10 @@ def replay_table(program: ast.Program, table: pa.Table, store) -> pa.Table:
     schema = events_mod.output_schema(program, labels=False)
     chunks: list[list] = [[] for _ in schema]
     for lo in range(0, table.num_rows, CHUNK):
-        out: list = []
-        store.process_columns(columns_of(table.slice(lo, CHUNK), online), out)
-        if out:  # one column at a time (zip(*out) would make an iterator per row)
-            for i, (acc, f) in enumerate(zip(chunks, schema)):
-                acc.append(pa.array(list(map(itemgetter(i), out)), type=f.type))
+        outs = online.new_outputs()
+        store.process_columns(columns_of(table.slice(lo, CHUNK), online), outs)
+        for acc, col, f in zip(chunks, outs, schema):
+            acc.append(pa.array(col, type=f.type))
     arrays = [pa.chunked_array(acc, type=f.type) for acc, f in zip(chunks, schema)]
     return pa.Table.from_arrays(arrays, schema=schema).combine_chunks()
 

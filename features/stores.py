@@ -74,11 +74,14 @@ class MemoryStore:
     def process_batch(self, rows, out: list | None = None) -> None:
         """Apply row tuples in order; the values served to drivers go to `out` as tuples."""
         cols = _columns(rows, self.meta[1], len(self.online.columns))
-        self.process_columns(cols, [] if out is None else out)
+        outs = self.online.new_outputs()
+        self.process_columns(cols, outs)
+        if out is not None:
+            out.extend(zip(*outs))
 
     def process_columns(self, cols: list, out: list) -> None:
         """Apply a batch given as columns (OnlineProgram.columns); the values served to drivers
-        are appended to `out` as tuples."""
+        are appended to the output columns `out` (OnlineProgram.new_outputs)."""
         cols = _skip_applied(cols, self.meta[1])
         self.online.run(cols, self.states, self.meta, out)
         self._since_sweep += len(cols[0])
@@ -159,11 +162,14 @@ class RedisStore:
 
     def process_batch(self, rows, out: list | None = None) -> None:
         """Apply row tuples in order (one transaction); served values go to `out` as tuples."""
-        self._apply(_columns(rows, self.meta[1], len(self.online.columns)),
-                    [] if out is None else out)
+        outs = self.online.new_outputs()
+        self._apply(_columns(rows, self.meta[1], len(self.online.columns)), outs)
+        if out is not None:
+            out.extend(zip(*outs))
 
     def process_columns(self, cols: list, out: list, batch: int = 2000) -> None:
-        """Apply a batch given as columns, one transaction per `batch` events."""
+        """Apply a batch given as columns, one transaction per `batch` events; served values
+        are appended to the output columns `out` (OnlineProgram.new_outputs)."""
         cols = _skip_applied(cols, self.meta[1])
         for lo in range(0, len(cols[0]), batch):
             self._apply([None if c is None else c[lo:lo + batch] for c in cols], out)
@@ -235,8 +241,10 @@ class RedisStore:
 
     def process_and_commit(self, rows, position, out: list | None = None) -> None:
         """One transaction for the batch's state and the position after it (the consumer)."""
-        self._apply(_columns(rows, self.meta[1], len(self.online.columns)),
-                    [] if out is None else out, position)
+        outs = self.online.new_outputs()
+        self._apply(_columns(rows, self.meta[1], len(self.online.columns)), outs, position)
+        if out is not None:
+            out.extend(zip(*outs))
         self.position = position
 
     def key_count(self) -> int:
