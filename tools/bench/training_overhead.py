@@ -22,12 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from roundhouse.platform.training.service_testlib import Service, call
+from roundhouse.workflows.fraud.features import FEATURES, LABEL
 
 RUNFILES = pathlib.Path(__file__).parents[2]  # runfiles root (not resolved: that is the source tree)
 TRAIN = RUNFILES / "workflows" / "fraud" / "train"
-FEATURES = ["amount", "card_charges_1h", "card_charges_24h", "card_amount_avg_30d",
-            "card_distinct_merchants_24h", "merchant_charges_1h", "ip_distinct_cards_24h",
-            "merchant_disputes_30d"]
 STARTED = re.compile(r"run started at unix time ([0-9.]+)")
 
 
@@ -35,14 +33,14 @@ def small_table(path):
     rng = np.random.default_rng(0)
     n = 2000
     cols = {name: rng.integers(0, 10, size=n) for name in FEATURES}
-    cols["is_fraud"] = rng.random(n) < 0.1
+    cols[LABEL] = rng.random(n) < 0.1
     pq.write_table(pa.table(cols), path)
     return path
 
 
 def request(table):
     return {"metadata": {"owner": "bench"}, "workflow": "fraud",
-            "data": {"parquet": {"uri": str(table), "columns": FEATURES, "label_columns": ["is_fraud"]}},
+            "data": {"parquet": {"uri": str(table), "columns": FEATURES, "label_columns": [LABEL]}},
             "holdout": {"random": {"fraction": 0.25, "seed": 1}}, "params": {"n_estimators": 5}}
 
 
