@@ -49,3 +49,13 @@ def test_train_from_a_request_file_and_clear_errors_for_bad_ones(tmp_path):
         proc = subprocess.run([str(HERE / "train"), "--request", str(path), "--home", str(tmp_path)],
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+
+
+def test_the_readme_example_request_is_valid_and_names_the_workflow_features():
+    from roundhouse.platform.api import validate
+    from roundhouse.workflows.fraud import features
+
+    request = validate.parse_request((HERE / "request.json").read_text())
+    assert request.workflow == "fraud"
+    assert list(request.data.parquet.columns) == features.FEATURES
+    assert list(request.data.parquet.label_columns) == [features.LABEL]
