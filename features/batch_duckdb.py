@@ -29,7 +29,7 @@ import re
 
 from roundhouse.features import syntax as ast
 from roundhouse.features.plan import Group, Plan, Slot, field_columns, make_plan
-from roundhouse.features.sql import SqlExpr, literal, quote
+from roundhouse.features.sql import SqlExpr, final_select, literal, quote
 from roundhouse.features.syntax import Base
 
 SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
@@ -117,28 +117,7 @@ class BatchCompiler:
                       for g in self.plan.groups for s in g.slots]
         ctes.append("base AS (SELECT " + ", ".join(base_cols) + " FROM drv " +
                     " ".join(joins) + ")")
-        defs = p.features + (p.labels if self.labels else ())
-        by_column = {d.column: d for d in defs}
-        cache: dict[str, str] = {}
-
-        def ref(e: ast.Expr) -> str:
-            if isinstance(e, ast.FieldRef):
-                return quote(e.name)
-            if isinstance(e, ast.Agg):
-                return self.plan.slot(e).name
-            if e.name not in cache:
-                cache[e.name] = compile_expr(by_column[e.name].expr)
-            return cache[e.name]
-
-        compile_expr = SqlExpr(ref)
-        out = ["seq", "too_late"]
-        for d in defs:
-            t = d.expr.type.base
-            sql_type = {Base.INT: "BIGINT", Base.FLOAT: "DOUBLE", Base.BOOL: "BOOLEAN"}.get(
-                t, "VARCHAR")
-            out.append(f"CAST({compile_expr(d.expr)} AS {sql_type}) AS {quote(d.column)}")
-        return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) +
-                " FROM base ORDER BY seq")
+        return final_select(p, self.plan, ctes, self.labels)
 
     # ------------------------------------------------------------------ groups
     def _rows(self, name: str, g: Group) -> str:

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 from roundhouse.features import events as events_mod
 from roundhouse.features import syntax as ast
 from roundhouse.features.plan import Slot, field_columns, make_plan
-from roundhouse.features.sql import SqlExpr, literal
+from roundhouse.features import sql
+from roundhouse.features.sql import SqlExpr, final_select, literal
 from roundhouse.features.syntax import Base
 
 
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+quote = functools.partial(sql.quote, dialect="spark")
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,27 +113,7 @@ class SparkCompiler:
             base += [f"CASE WHEN {cond} THEN NULL ELSE {agg_sql[s.name]} END AS {s.name}"
                      for s in g.slots]
         ctes.append("base AS (SELECT " + ", ".join(base) + " FROM drv " + " ".join(joins) + ")")
-        defs = p.features + (p.labels if self.labels else ())
-        by_column = {d.column: d for d in defs}
-        cache: dict[str, str] = {}
-
-        def ref(e):
-            if isinstance(e, ast.FieldRef):
-                return quote(e.name)
-            if isinstance(e, ast.Agg):
-                return self.plan.slot(e).name
-            if e.name not in cache:
-                cache[e.name] = compile_expr(by_column[e.name].expr)
-            return cache[e.name]
-
-        compile_expr = SqlExpr(ref, "spark")
-        out = ["seq", "too_late"]
-        for d in defs:
-            t = {Base.INT: "BIGINT", Base.FLOAT: "DOUBLE", Base.BOOL: "BOOLEAN"}.get(
-                d.expr.type.base, "STRING")
-            out.append(f"CAST({compile_expr(d.expr)} AS {t}) AS {quote(d.column)}")
-        return "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) + \
-            " FROM base ORDER BY seq"
+        return final_select(p, self.plan, ctes, self.labels, "spark")
 
     def _combine(self, s: Slot) -> str:
         n, fn = s.name, s.agg.fn

@@ -9,7 +9,9 @@ from roundhouse.features import syntax as ast
 from roundhouse.features.syntax import Base
 
 
-def quote(name: str) -> str:
+def quote(name: str, dialect: str = "duckdb") -> str:
+    if dialect == "spark":
+        return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -94,3 +96,28 @@ class SqlExpr:
         if fn == "starts_with" and self.dialect == "spark":
             return f"startswith({self(args[0])}, {self(args[1])})"
         return f"{fn}(" + ", ".join(self(a) for a in args) + ")"
+
+
+def final_select(program: ast.Program, plan, ctes: list[str], labels: bool, dialect: str = "duckdb") -> str:
+    """The query over the `base` CTE (driver fields and guarded aggregation slots) that both
+    batch targets end with: seq, too_late and one typed column per feature (and label)."""
+    defs = program.features + (program.labels if labels else ())
+    by_column = {d.column: d for d in defs}
+    cache: dict[str, str] = {}
+
+    def ref(e: ast.Expr) -> str:
+        if isinstance(e, ast.FieldRef):
+            return quote(e.name, dialect)
+        if isinstance(e, ast.Agg):
+            return plan.slot(e).name
+        if e.name not in cache:
+            cache[e.name] = compile_expr(by_column[e.name].expr)
+        return cache[e.name]
+
+    compile_expr = SqlExpr(ref, dialect)
+    string = "VARCHAR" if dialect == "duckdb" else "STRING"
+    out = ["seq", "too_late"]
+    for d in defs:
+        t = {Base.INT: "BIGINT", Base.FLOAT: "DOUBLE", Base.BOOL: "BOOLEAN"}.get(d.expr.type.base, string)
+        out.append(f"CAST({compile_expr(d.expr)} AS {t}) AS {quote(d.column, dialect)}")
+    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) + " FROM base ORDER BY seq"
