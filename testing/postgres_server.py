@@ -16,10 +16,11 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from typing import Iterator
+
+from roundhouse.testing.ports import free_port
 
 # Debian installs each major version side by side; take the newest present.
 _BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -38,12 +39,6 @@ def _bin_dir() -> str:
         "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin; "
         "install Debian's package: apt-get install -y postgresql"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _traversable_tmp() -> str:

@@ -19,6 +19,8 @@ import tempfile
 import time
 from typing import Iterator
 
+from roundhouse.testing.ports import free_port
+
 try:  # the fixture is optional: the context manager works without pytest
     import pytest
 except ImportError:  # pragma: no cover
@@ -29,12 +31,6 @@ _BINARY = "/usr/bin/redis-server"
 
 class RedisUnavailable(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ping(port: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 from typing import Iterator
+
+from roundhouse.testing.ports import free_port
 
 # Dummy credentials: moto accepts any, but boto3 and pyarrow refuse to sign without some.
 ACCESS_KEY = "testing"
@@ -30,12 +31,6 @@ S3_CLIENT_ARGS = {
     "aws_secret_access_key": SECRET_KEY,
     "region_name": REGION,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ready(endpoint: str) -> bool:

@@ -3,7 +3,6 @@
 import json
 import pathlib
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -13,15 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roundhouse.testing.ports import free_port
+
 HERE = pathlib.Path(__file__).parent
 SERVER = HERE / "server"
 TOY = HERE / "testdata" / "toy_train"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(base, method, path, body=None):
