@@ -87,6 +87,14 @@ def watch(client: Client, job_id: str, out=sys.stdout, poll: float = 0.5) -> dic
         time.sleep(poll)
 
 
+def follow(client: Client, job_id: str, show) -> int:
+    """Watch a job to its end; show its result if it succeeded. The exit code says which."""
+    if watch(client, job_id)["state"] != "SUCCEEDED":
+        return 1
+    show(client.call("GET", f"/v1/jobs/{job_id}/result"))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="roundhouse", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -123,15 +131,9 @@ def main(argv=None) -> int:
             job_id = client.call("POST", "/v1/jobs", load_request(args.file))["job_id"]
             print(job_id)
             if args.watch:
-                job = watch(client, job_id)
-                if job["state"] != "SUCCEEDED":
-                    return 1
-                show(client.call("GET", f"/v1/jobs/{job_id}/result"))
+                return follow(client, job_id, show)
         elif args.command == "watch":
-            job = watch(client, args.job_id)
-            if job["state"] != "SUCCEEDED":
-                return 1
-            show(client.call("GET", f"/v1/jobs/{args.job_id}/result"))
+            return follow(client, args.job_id, show)
         elif args.command == "status":
             show(client.call("GET", f"/v1/jobs/{args.job_id}"))
         elif args.command == "result":
