@@ -2,26 +2,32 @@
 feature values for a driver event as it arrives.
 
 State lives in plain dicts, one per aggregation group: key -> state.
-* window groups: a list of parallel lists `[ts, (seqs,) col1, col2, ...]`: ts the event_times
-  in ascending order, seqs the matching sequence numbers (only when a `last` needs them) and one
-  list per distinct member value (e.g. the amount, the merchant; None where the event does not
-  count for that aggregation). Everything stored arrived before the event being served, so the
-  members of a window are exactly the suffix with event_time >= t - w (one bisect), and the
-  aggregations are C-level builtins over slices of those lists (len, sum, max, set).
+* window groups: `[ts, m1_0, m2_0, m1_1, m2_1, ...]`: ts the list of event_times in ascending
+  order, then per stored event its member values, `stride` of them: the seq (only when a `last`
+  needs it) and one value per distinct member (e.g. the amount, the merchant; None where the
+  event does not count for that aggregation). A group of unfiltered counts has no members: its
+  state is ts itself. One flat list per key rather than a list per member: fewer objects for
+  the allocator and the cyclic garbage collector to visit. Everything stored arrived before the
+  event being served, so the members of a window are exactly the suffix with
+  event_time >= t - w (one bisect), and the aggregations are C-level builtins over (strided)
+  slices (len, sum, max, set).
   Entries older than max_t - lateness - longest window can never count again (any driver that
-  is not too late has t >= max_t - lateness) and are dropped on insert and by `sweep`.
+  is not too late has t >= max_t - lateness). An insert drops them once they are half of the
+  key's entries (so a key holds at most about twice what its windows can still count, at an
+  amortized constant cost); `sweep` drops them all and removes keys left empty.
 * lifetime groups: running accumulators per key (count, sum, min, max, last, distinct set).
 
 The evaluator is generated as Python source and exec'd once: `run` takes a batch of events as
 columns (one list per input column) and loops over it with straight-line code per stream (no
 interpretation of the AST, no per-event calls; the driver's own groups are looked up once for
-serving and ingesting), appending the served values to one list per output column. The same generated code serves the memory store (dicts are the
-store) and the Redis store (dicts are a per-batch cache that the store fills before and writes
+serving and ingesting), storing the served values into one list per output column. The same
+generated code serves the memory store (dicts are the store) and the Redis store (dicts are a per-batch cache that the store fills before and writes
 back after, together with the log position).
 """
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import gc
 import re
@@ -32,18 +38,41 @@ from roundhouse.features.pyexpr import RUNTIME, PyExpr
 from roundhouse.features.syntax import Base
 
 # The layout of the state above; stores refuse state written with another layout.
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 # Below every event_time: the max event_time before any event (no driver is too late).
 _NO_TIME = -(1 << 62)
 
 
-def _last(seqs, col, i):
-    """The non-null value of col[i:] with the greatest seq (late events sit mid-list)."""
+@contextlib.contextmanager
+def paused_gc():
+    """Pauses the cyclic garbage collector. The evaluator makes no reference cycles, so the
+    collector has nothing to find while it runs; left on, its passes over the growing state and
+    the batch's columns cost a third of the time. It runs again as soon as the block ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _flush(out: list, n: int, columns: tuple) -> None:
+    """Appends the first n values of each batch column to the output columns."""
+    for i, col in enumerate(columns):
+        del col[n:]
+        if out[i]:
+            out[i] += col
+        else:
+            out[i] = col
+
+
+def _last(seqs, col):
+    """The non-null value of col with the greatest seq (late events sit mid-list)."""
     best, value = None, None
-    for j in range(i, len(col)):
-        v = col[j]
-        if v is not None and (best is None or seqs[j] > best):
-            best, value = seqs[j], v
+    for q, v in zip(seqs, col):
+        if v is not None and (best is None or q > best):
+            best, value = q, v
     return value
 
 
@@ -90,19 +119,11 @@ class OnlineProgram:
         """Process a batch of events given as columns (see `columns`), in order; appends the
         values served to each driver event to the output columns `out` (`new_outputs`).
         With a set `dirty`, records the (group id, key) pairs the batch wrote."""
-        # The generated code makes no reference cycles, so the cyclic collector has nothing to
-        # find during a batch; left on, its passes over the growing state cost a third of the
-        # time. It runs again (and sees the batch's new objects) as soon as the batch is done.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             if dirty is None:
                 self.compiled.run(cols, states, meta, out)
             else:
                 self.compiled.run_dirty(cols, states, meta, out, dirty)
-        finally:
-            if enabled:
-                gc.enable()
 
     def process(self, row: tuple, states: dict, meta: list, dirty=None):
         """One event; returns the values served to it (a driver) or None."""
@@ -120,20 +141,30 @@ class OnlineProgram:
             table = states.get(g.id)
             if not table:
                 continue
-            for k in [k for k, st in table.items() if st[0][0] < cutoff]:
+            bare, stride = self._bare(g), self.stride(g)
+            for k in [k for k, st in table.items() if (st if bare else st[0])[0] < cutoff]:
                 st = table[k]
-                ts = st[0]
+                ts = st if bare else st[0]
                 if ts[-1] < cutoff:
                     del table[k]
                     removed += 1
                 else:
                     j = bisect.bisect_left(ts, cutoff)
-                    for col in st:
-                        del col[:j]
+                    del ts[:j]
+                    if not bare:
+                        del st[1:1 + j * stride]
         return removed
 
+    def times(self, g: Group, st) -> list:
+        """The event_times of a window group's state (ascending)."""
+        return st if self._bare(g) else st[0]
+
+    def stride(self, g: Group) -> int:
+        """Member values stored per event in a window group's state."""
+        return self._has_seq(g) + len(self._member_columns(g))
+
     def state_size(self, states: dict) -> int:
-        return sum(len(st[0]) if g.kind == "window" else 1
+        return sum(len(self.times(g, st)) if g.kind == "window" else 1
                    for g in self.groups for st in states.get(g.id, {}).values())
 
     # ------------------------------------------------------------------ code generation
@@ -148,6 +179,11 @@ class OnlineProgram:
             return parts[0], f"{parts[0]} is not None"
         return "(" + ", ".join(parts) + ")", " and ".join(f"{p} is not None" for p in parts)
 
+    @staticmethod
+    def _null_src(fields) -> str:
+        """Condition that some part of the key is null."""
+        return " or ".join(f"v_{f} is None" for f in fields)
+
     def _member_src(self, s: Slot) -> str:
         agg = s.agg
         value = "1" if agg.fn in ("count", "exists") else f"v_{agg.field}"
@@ -155,6 +191,10 @@ class OnlineProgram:
             return value
         cond = PyExpr(lambda n: f"v_{n.name}")(agg.where)
         return f"({value} if ({cond}) is True else None)"
+
+    def _bare(self, g: Group) -> bool:
+        """A window group of unfiltered counts only: its state is the list of event_times."""
+        return g.kind == "window" and not self._has_seq(g) and not self._member_columns(g)
 
     def _has_seq(self, g: Group) -> bool:
         return any(s.agg.fn == "last" for s in g.slots)
@@ -170,8 +210,13 @@ class OnlineProgram:
                 cols.append(src)
         return cols
 
+    def _slice(self, g: Group, st: str, c: int, i: str) -> str:
+        """Source of the list of member c's values from the i-th stored event on."""
+        k = self.stride(g)
+        return f"{st}[1 + {i}:]" if k == 1 else f"{st}[{c} + {i} * {k}::{k}]"
+
     def _column_of(self, s: Slot) -> int:
-        """Index in the window state of the slot's member list."""
+        """Position (1-based) of the slot's member among an event's member values."""
         g = s.group
         return 1 + self._has_seq(g) + self._member_columns(g).index(self._member_src(s))
 
@@ -227,7 +272,7 @@ class OnlineProgram:
 
     def _window_serve(self, g: Group, st: str, names: list[str], ind: str) -> list[str]:
         """Lines computing a group's slots from its state `st` (not None)."""
-        lines = [f"{ind}ts = {st}[0]", f"{ind}n = len(ts)"]
+        lines = [f"{ind}ts = {st}" if self._bare(g) else f"{ind}ts = {st}[0]", f"{ind}n = len(ts)"]
         windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
         prev = None
         for w in windows:  # longest first: each bisect starts where the last ended
@@ -255,9 +300,10 @@ class OnlineProgram:
                 continue
             c = self._column_of(s)
             if fn == "last":
-                lines.append(f"{ind}{nm} = _last({st}[1], {st}[{c}], {i})")
+                lines.append(f"{ind}{nm} = _last({self._slice(g, st, 1, i)}, "
+                             f"{self._slice(g, st, c, i)})")
                 continue
-            sl = need(f"sl{c}_{w}", f"{st}[{c}][{i}:]")
+            sl = need(f"sl{c}_{w}", self._slice(g, st, c, i))
             if fn == "count":
                 lines.append(f"{ind}{nm} = len({sl}) - {sl}.count(None)")
             elif fn == "exists":
@@ -309,23 +355,30 @@ class OnlineProgram:
         return isinstance(e, ast.Binary) and e.op == "/"
 
     def _serve_lines(self, ind: str, fetched: bool) -> list[str]:
-        """Lines computing too_late and f_<feature> for a driver event; with `fetched`, the
-        states st<i> of the driver's own groups are already fetched."""
+        """Lines computing too_late and f_<feature> for a driver event. With `fetched`, the
+        states st<i> of the driver's own groups are left fetched for the ingest that follows
+        (also for a driver that is too late)."""
         p = self.program
         lines = [f"{ind}too_late = t < M - {p.lateness_micros}"]
         all_names = [f"a_{s.name}" for g in self.groups for s in g.slots]
         if all_names:
             lines.append(f"{ind}if too_late:")
             lines.append(f"{ind}    {' = '.join(all_names)} = None")
+            for gi, g in enumerate(self.groups):
+                if fetched and self._own(g):
+                    key, notnull = self._key_src(g.driver_keys)
+                    lines.append(f"{ind}    st{gi} = tab{gi}.get({key}) if {notnull} else None")
             lines.append(f"{ind}else:")
             i2 = ind + "    "
             for gi, g in enumerate(self.groups):
                 key, notnull = self._key_src(g.driver_keys)
                 names = [f"a_{s.name}" for s in g.slots]
-                lines.append(f"{i2}if not ({notnull}):")
+                lines.append(f"{i2}if {self._null_src(g.driver_keys)}:")
                 lines.append(f"{i2}    {' = '.join(names)} = None")
-                if fetched and self._own(g):
-                    lines.append(f"{i2}elif st{gi} is None:")
+                if g.kind == "window":  # also empty: every stored event older than the windows
+                    ts = f"st{gi}" if self._bare(g) else f"st{gi}[0]"
+                    lines.append(f"{i2}elif (st{gi} := tab{gi}.get({key})) is None or "
+                                 f"{ts}[-1] < t - {g.max_window}:")
                 else:
                     lines.append(f"{i2}elif (st{gi} := tab{gi}.get({key})) is None:")
                 for s, nm in zip(g.slots, names):
@@ -365,8 +418,8 @@ class OnlineProgram:
             return self._ref(e)
         return f"f_{d.column}"
 
-    def _out_tuple(self) -> str:
-        return ", ".join(["seq", "too_late"] + [self._out_name(d) for d in self.program.features])
+    def _out_values(self) -> list[str]:
+        return ["seq", "too_late"] + [self._out_name(d) for d in self.program.features]
 
     def _ingest_lines(self, stream: str, ind: str, dirty: bool, fetched: bool) -> list[str]:
         """Lines storing the event (time `t`, seq `seq`) into its groups; `M` already
@@ -378,50 +431,71 @@ class OnlineProgram:
                 continue
             st, tab = f"st{gi}", f"tab{gi}"
             key, notnull = self._key_src(g.stream_keys)
-            lines.append(f"{ind}if {notnull}:")
-            i2 = ind + "    "
-            lines.append(f"{i2}k = {key}")
-            fetch = [] if fetched and self._own(g) else [f"{st} = {tab}.get(k)"]
+            fetch = [] if fetched and self._own(g) else [f"{st} = {tab}.get({key})"]
             if g.kind == "window":
-                cols = self._member_columns(g)
-                names = [f"m{c}" for c in range(len(cols))]
-                for nm, src_ in zip(names, cols):
-                    lines.append(f"{i2}{nm} = {src_}")
-                lists = ["t"] + (["seq"] if self._has_seq(g) else []) + names
+                # Plain fields are stored as they are; other member values (filtered ones)
+                # are computed once into m<c>.
+                pre, values = [], []
+                for c, src_ in enumerate(self._member_columns(g)):
+                    if re.fullmatch(r"v_\w+", src_):
+                        values.append(src_)
+                    else:
+                        pre.append(f"m{c} = {src_}")
+                        values.append(f"m{c}")
+                lists = ["t"] + (["seq"] if self._has_seq(g) else []) + values
                 # An event that counts for nothing, or is already too old, is not stored.
-                always = any(self._member_src(s) == "1" for s in g.slots)
-                stores_any = "" if always else \
-                    " and (" + " or ".join(f"{nm} is not None" for nm in names) + ")"
                 cutoff = f"M - {p.lateness_micros + g.max_window}"
-                lines.append(f"{i2}if t >= {cutoff}{stores_any}:")
+                cond = f"t >= {cutoff}"
+                if not any(self._member_src(s) == "1" for s in g.slots):
+                    cond += " and (" + " or ".join(f"{v} is not None" for v in values) + ")"
+                if pre or len(g.stream_keys) > 1:
+                    lines.append(f"{ind}if {notnull}:")
+                    i2 = ind + "    "
+                    lines += [i2 + line for line in pre]
+                    lines.append(f"{i2}if {cond}:")
+                else:
+                    i2 = ind
+                    lines.append(f"{i2}if {notnull} and {cond}:")
                 i3 = i2 + "    "
                 lines += [i3 + f for f in fetch]
                 lines.append(f"{i3}if {st} is None:")
-                lines.append(f"{i3}    {tab}[k] = [" + ", ".join(f"[{v}]" for v in lists) + "]")
-                lines.append(f"{i3}else:")
-                lines.append(f"{i3}    ts = {st}[0]")
-                lines.append(f"{i3}    if t >= ts[-1]:")
-                lines.append(f"{i3}        ts.append(t)")
-                for c, v in enumerate(lists[1:], 1):
-                    lines.append(f"{i3}        {st}[{c}].append({v})")
-                lines.append(f"{i3}    else:")
-                lines.append(f"{i3}        j = bisect_right(ts, t)")
-                lines.append(f"{i3}        ts.insert(j, t)")
-                for c, v in enumerate(lists[1:], 1):
-                    lines.append(f"{i3}        {st}[{c}].insert(j, {v})")
-                lines.append(f"{i3}    if ts[0] < {cutoff}:")
-                lines.append(f"{i3}        j = bisect_left(ts, {cutoff})")
-                lines.append(f"{i3}        del ts[:j]")
-                for c in range(1, len(lists)):
-                    lines.append(f"{i3}        del {st}[{c}][:j]")
+                if self._bare(g):  # the state is the list of event_times itself
+                    lines += [f"{i3}    {tab}[{key}] = [t]",
+                              f"{i3}else:",
+                              f"{i3}    if t >= {st}[-1]:",
+                              f"{i3}        {st}.append(t)",
+                              f"{i3}    else:",
+                              f"{i3}        {st}.insert(bisect_right({st}, t), t)",
+                              f"{i3}    if {st}[len({st}) >> 1] < {cutoff}:",
+                              f"{i3}        del {st}[:bisect_left({st}, {cutoff})]"]
+                else:
+                    k, members = len(lists) - 1, ", ".join(lists[1:])
+                    lines += [f"{i3}    {tab}[{key}] = [[t], {members}]",
+                              f"{i3}else:",
+                              f"{i3}    ts = {st}[0]",
+                              f"{i3}    if t >= ts[-1]:",
+                              f"{i3}        ts.append(t)",
+                              f"{i3}        {st}.append({members})" if k == 1 else
+                              f"{i3}        {st} += ({members})",
+                              f"{i3}    else:",
+                              f"{i3}        j = bisect_right(ts, t)",
+                              f"{i3}        ts.insert(j, t)",
+                              f"{i3}        {st}.insert(1 + j, {members})" if k == 1 else
+                              f"{i3}        {st}[1 + j * {k}:1 + j * {k}] = ({members})",
+                              f"{i3}    if ts[len(ts) >> 1] < {cutoff}:",
+                              f"{i3}        j = bisect_left(ts, {cutoff})",
+                              f"{i3}        del ts[:j]",
+                              f"{i3}        del {st}[1:1 + j{'' if k == 1 else f' * {k}'}]"]
                 if dirty:
-                    lines.append(f"{i3}dirty_add(({g.id!r}, k))")
+                    lines.append(f"{i3}dirty_add(({g.id!r}, {key}))")
             else:
                 offsets, init = self._lifetime_layout(g)
                 init_src = "[" + ", ".join("set()" if v == "SET" else repr(v) for v in init) + "]"
+                lines.append(f"{ind}if {notnull}:")
+                i2 = ind + "    "
                 lines += [i2 + f for f in fetch]
                 lines.append(f"{i2}if {st} is None:")
-                lines.append(f"{i2}    {st} = {tab}[k] = {init_src}")
+                lines.append(f"{i2}    {st} = {tab}[{key}] = {init_src}")
                 for s, o in zip(g.slots, offsets):
                     fn = s.agg.fn
                     lines.append(f"{i2}m = {self._member_src(s)}")
@@ -444,7 +518,7 @@ class OnlineProgram:
                         lines.append(f"{i3}{st}[{o}] = seq")
                         lines.append(f"{i3}{st}[{o + 1}] = m")
                 if dirty:
-                    lines.append(f"{i2}dirty_add(({g.id!r}, k))")
+                    lines.append(f"{i2}dirty_add(({g.id!r}, {key}))")
         return lines
 
     @staticmethod
@@ -462,12 +536,10 @@ class OnlineProgram:
         for si, stream in enumerate(streams):
             body: list[str] = []
             if stream == p.driver:
-                for gi, g in enumerate(self.groups):
-                    if self._own(g):
-                        key, notnull = self._key_src(g.driver_keys)
-                        body.append(f"{ind}st{gi} = tab{gi}.get({key}) if {notnull} else None")
                 body += self._serve_lines(ind, fetched=True)
-                body += [f"{ind}o{i}({v})" for i, v in enumerate(self._out_tuple().split(", "))]
+                # Stores into preallocated columns: cheaper than an append (a call) per value.
+                body += [f"{ind}o{i}[x] = {v}" for i, v in enumerate(self._out_values())]
+                body.append(f"{ind}x += 1")
             body += [f"{ind}if t > M:", f"{ind}    M = t"]
             body += self._ingest_lines(stream, ind, dirty, fetched=True)
             loop.append(f"        {'if' if si == 0 else 'elif'} s == {stream!r}:")
@@ -479,14 +551,18 @@ class OnlineProgram:
         cols = ", ".join(["C[0]", "C[1]", "C[2]"] + [f"C[{self.pos[f]}]" for f in fields])
         lines = [f"def run{'_dirty' if dirty else ''}(C, states, meta, out"
                  f"{', dirty' if dirty else ''}):",
-                 ] + [f"    o{i} = out[{i}].append" for i in range(2 + len(self.outputs))]
+                 "    size = len(C[0])"]
+        lines += [f"    o{i} = [None] * size" for i in range(2 + len(self.outputs))]
+        lines.append("    x = 0")
         if dirty:
             lines.append("    dirty_add = dirty.add")
         lines += self._table_loads("    ")
         lines += ["    M = meta[0]", "    if M is None:", "        M = _NO_TIME",
                   f"    for {names} in zip({cols}):"]
         lines += loop
-        lines += ["    if len(C[0]):",
+        outs = ", ".join(f"o{i}" for i in range(2 + len(self.outputs)))
+        lines += [f"    _flush(out, x, ({outs},))",
+                  "    if size:",
                   "        meta[0] = None if M == _NO_TIME else M",
                   "        meta[1] = C[0][-1]"]
         return lines
@@ -498,7 +574,7 @@ class OnlineProgram:
         lines += self._table_loads("    ")
         lines += [f"    v_{f} = row[{self.pos[f]}]" for f in self._fields_in(body)]
         lines += body
-        lines.append(f"    return ({self._out_tuple()})")
+        lines.append(f"    return ({', '.join(self._out_values())})")
         return lines
 
     def _keys_fn_lines(self, stream: str, i: int) -> list[str]:
@@ -554,7 +630,7 @@ class OnlineProgram:
             src += self._keys_fn_lines(stream, i)
         source = "\n".join(src) + "\n"
         env = dict(RUNTIME, bisect_left=bisect.bisect_left, bisect_right=bisect.bisect_right,
-                   _last=_last, _NO_TIME=_NO_TIME)
+                   _last=_last, _flush=_flush, _NO_TIME=_NO_TIME)
         exec(compile(source, f"<online:{self.program.file}>", "exec"), env)  # noqa: S102
         # The input columns the generated code reads (the others may be passed as None).
         self.input_columns = ["seq", "t", "stream"] + [

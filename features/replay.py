@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from roundhouse.features import events as events_mod
 from roundhouse.features import syntax as ast
-from roundhouse.features.online import OnlineProgram
+from roundhouse.features.online import OnlineProgram, paused_gc
 
 CHUNK = 65_536  # events converted to Python objects at a time (bounds the replay's memory)
 
@@ -41,11 +41,14 @@ def replay_table(program: ast.Program, table: pa.Table, store) -> pa.Table:
     online = store.online
     schema = events_mod.output_schema(program, labels=False)
     chunks: list[list] = [[] for _ in schema]
-    for lo in range(0, table.num_rows, CHUNK):
-        outs = online.new_outputs()
-        store.process_columns(columns_of(table.slice(lo, CHUNK), online), outs)
-        for acc, col, f in zip(chunks, outs, schema):
-            acc.append(pa.array(col, type=f.type))
+    # Paused for the whole replay, not per batch: otherwise each chunk's input and output
+    # columns (a million references) are scanned by the collections between batches.
+    with paused_gc():
+        for lo in range(0, table.num_rows, CHUNK):
+            outs = online.new_outputs()
+            store.process_columns(columns_of(table.slice(lo, CHUNK), online), outs)
+            for acc, col, f in zip(chunks, outs, schema):
+                acc.append(pa.array(col, type=f.type))
     arrays = [pa.chunked_array(acc, type=f.type) for acc, f in zip(chunks, schema)]
     return pa.Table.from_arrays(arrays, schema=schema).combine_chunks()
 

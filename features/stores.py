@@ -206,7 +206,8 @@ class RedisStore:
                 continue
             mapping[field] = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
             if kinds[gid].kind == "window":
-                scores.setdefault(gid, {})[field] = st[0][-1]  # the newest event_time
+                # the newest event_time
+                scores.setdefault(gid, {})[field] = self.online.times(kinds[gid], st)[-1]
         if mapping:
             pipe.hset(self.k_state, mapping=mapping)
         for gid, sc in scores.items():
