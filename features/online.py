@@ -277,10 +277,10 @@ class OnlineProgram:
         prev = None
         for w in windows:  # longest first: each bisect starts where the last ended
             if prev is None:  # the whole list is often inside the longest window ...
-                lines.append(f"{ind}i{w} = 0 if ts[0] >= t - {w} else bisect_left(ts, t - {w})")
+                lines.append(f"{ind}i{w} = 0 if ts[0] >= lo{w} else bisect_left(ts, lo{w})")
             else:  # ... and the shorter ones often empty
-                lines.append(f"{ind}i{w} = n if ts[-1] < t - {w} else "
-                             f"bisect_left(ts, t - {w}, {prev})")
+                lines.append(f"{ind}i{w} = n if ts[-1] < lo{w} else "
+                             f"bisect_left(ts, lo{w}, {prev})")
             prev = f"i{w}"
         made: set[str] = set()
 
@@ -359,7 +359,7 @@ class OnlineProgram:
         states st<i> of the driver's own groups are left fetched for the ingest that follows
         (also for a driver that is too late)."""
         p = self.program
-        lines = [f"{ind}too_late = t < M - {p.lateness_micros}"]
+        lines = [f"{ind}too_late = t < cut{p.lateness_micros}"]
         all_names = [f"a_{s.name}" for g in self.groups for s in g.slots]
         if all_names:
             lines.append(f"{ind}if too_late:")
@@ -370,6 +370,9 @@ class OnlineProgram:
                     lines.append(f"{ind}    st{gi} = tab{gi}.get({key}) if {notnull} else None")
             lines.append(f"{ind}else:")
             i2 = ind + "    "
+            # Each window's lower bound once: event_times are multi-digit ints, slow to subtract.
+            windows = sorted({s.agg.window.micros for g in self.window_groups for s in g.slots})
+            lines += [f"{i2}lo{w} = t - {w}" for w in windows]
             for gi, g in enumerate(self.groups):
                 key, notnull = self._key_src(g.driver_keys)
                 names = [f"a_{s.name}" for s in g.slots]
@@ -378,7 +381,7 @@ class OnlineProgram:
                 if g.kind == "window":  # also empty: every stored event older than the windows
                     ts = f"st{gi}" if self._bare(g) else f"st{gi}[0]"
                     lines.append(f"{i2}elif (st{gi} := tab{gi}.get({key})) is None or "
-                                 f"{ts}[-1] < t - {g.max_window}:")
+                                 f"{ts}[-1] < lo{g.max_window}:")
                 else:
                     lines.append(f"{i2}elif (st{gi} := tab{gi}.get({key})) is None:")
                 for s, nm in zip(g.slots, names):
@@ -444,7 +447,7 @@ class OnlineProgram:
                         values.append(f"m{c}")
                 lists = ["t"] + (["seq"] if self._has_seq(g) else []) + values
                 # An event that counts for nothing, or is already too old, is not stored.
-                cutoff = f"M - {p.lateness_micros + g.max_window}"
+                cutoff = f"cut{p.lateness_micros + g.max_window}"
                 cond = f"t >= {cutoff}"
                 if not any(self._member_src(s) == "1" for s in g.slots):
                     cond += " and (" + " or ".join(f"{v} is not None" for v in values) + ")"
@@ -540,12 +543,12 @@ class OnlineProgram:
                 # Stores into preallocated columns: cheaper than an append (a call) per value.
                 body += [f"{ind}o{i}[x] = {v}" for i, v in enumerate(self._out_values())]
                 body.append(f"{ind}x += 1")
-            body += [f"{ind}if t > M:", f"{ind}    M = t"]
+            body += [f"{ind}if t > M:", f"{ind}    M = t"] + self._cut_lines(ind + "    ")
             body += self._ingest_lines(stream, ind, dirty, fetched=True)
             loop.append(f"        {'if' if si == 0 else 'elif'} s == {stream!r}:")
             loop += body
         loop += ["        elif t > M:",  # a stream the program does not declare: the clock
-                 "            M = t"]
+                 "            M = t"] + self._cut_lines("            ")
         fields = self._fields_in(loop)
         names = ", ".join(["seq", "t", "s"] + [f"v_{f}" for f in fields])
         cols = ", ".join(["C[0]", "C[1]", "C[2]"] + [f"C[{self.pos[f]}]" for f in fields])
@@ -557,8 +560,9 @@ class OnlineProgram:
         if dirty:
             lines.append("    dirty_add = dirty.add")
         lines += self._table_loads("    ")
-        lines += ["    M = meta[0]", "    if M is None:", "        M = _NO_TIME",
-                  f"    for {names} in zip({cols}):"]
+        lines += ["    M = meta[0]", "    if M is None:", "        M = _NO_TIME"]
+        lines += self._cut_lines("    ")
+        lines.append(f"    for {names} in zip({cols}):")
         lines += loop
         outs = ", ".join(f"o{i}" for i in range(2 + len(self.outputs)))
         lines += [f"    _flush(out, x, ({outs},))",
@@ -567,10 +571,20 @@ class OnlineProgram:
                   "        meta[1] = C[0][-1]"]
         return lines
 
+    def _cut_lines(self, ind: str) -> list[str]:
+        """Lines setting cut<x> = M - x, recomputed whenever M moves: the lateness (too_late
+        below it) and each window group's lateness + longest window (storing state below it
+        is useless)."""
+        p = self.program
+        cuts = dict.fromkeys([p.lateness_micros] +
+                             [p.lateness_micros + g.max_window for g in self.window_groups])
+        return [f"{ind}cut{x} = M - {x}" for x in cuts]
+
     def _serve_fn_lines(self) -> list[str]:
         body = self._serve_lines("    ", fetched=False)
         lines = ["def serve(row, states, meta):", "    seq, t = row[0], row[1]",
                  "    M = meta[0]", "    if M is None:", "        M = _NO_TIME"]
+        lines += self._cut_lines("    ")
         lines += self._table_loads("    ")
         lines += [f"    v_{f} = row[{self.pos[f]}]" for f in self._fields_in(body)]
         lines += body
