@@ -2,13 +2,14 @@
 snapshot or from Redis without losing or double counting, and the replay CLI."""
 import datetime
 import pathlib
+import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from roundhouse.features import (events, gen, lang, online, reference, replay, replay_main,
-                                 scenario, stores)
+from roundhouse.features import (events, gen, lang, online, parity, reference, replay,
+                                 replay_main, scenario, stores)
 from roundhouse.features.compare import assert_rows_equal
 from roundhouse.testing.redis_server import redis_url  # noqa: F401  (pytest fixture)
 
@@ -158,3 +159,26 @@ def test_replay_cli_with_redis_store_matches_memory(tmp_path, redis_url):  # noq
     assert replay_main.main(["--defs", defs, "--events", str(src), "--out", str(b),
                              "--store", "redis", "--redis-url", redis_url]) == 0
     assert pq.read_table(a).equals(pq.read_table(b))
+
+
+def test_if_conditions_over_nulls_agree_with_the_batch_target():
+    # An `if` takes its else branch when the condition is null: the online target tests
+    # comparisons inline (no three-valued temporary), so nulls on either side must not slip.
+    p = lang.loads(textwrap.dedent("""\
+        lateness 1h
+        driver charge
+        stream charge {
+          card_id: string?
+          amount: int?
+          score: float?
+        }
+        feature avg_1h = avg(charge.amount) by card_id over 1h
+        feature above = if amount > avg_1h then 1 else 0
+        feature same = if amount == 50 then "fifty" else "other"
+        feature low = if score <= 0.5 then score else null
+        feature not_null = if amount is null then -1 else amount
+        feature both = if (amount > 10) and (score < 0.9) then true else false
+        """), "ifs.feat")
+    for seed in (1, 2):
+        report = parity.run(p, 1500, seed)
+        assert not report.differences, "\n".join(report.differences)

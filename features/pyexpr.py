@@ -130,27 +130,44 @@ class PyExpr:
             a, b = self._tmp(), self._tmp()
             return (f"(None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
                     f"or {b} == 0 else float({a}) / float({b}))")
+        tests, vals = self._operands(e)
+        if not tests:
+            return f"({vals[0]} {e.op} {vals[1]})"
+        nulls = " or ".join(f"({t} := {src}) is None" for t, src in tests)
+        return f"(None if {nulls} else {vals[0]} {e.op} {vals[1]})"
+
+    def _operands(self, e) -> tuple[list[tuple[str, str]], list[str]]:
+        """The operands of a binary operator: (temporary, source) of each that may be null, and
+        the two values. Inline (no call) null propagation: this is the online target's hot
+        path. A literal operand is never null and needs no test."""
+        l, r = e.left, e.right
         mixed = Base.FLOAT in (l.type.base, r.type.base)
         ls, rs = (self._float(l), self._float(r)) if mixed else (self(l), self(r))
-        # Inline (no call) null propagation: this is the online target's hot path. A literal
-        # operand is never null and needs no test.
         tests, vals = [], []
         for side, src in ((l, ls), (r, rs)):
             if isinstance(side, ast.Literal) and side.value is not None:
                 vals.append(src)
             else:
                 t = self._tmp()
-                tests.append(f"({t} := {src}) is None")
+                tests.append((t, src))
                 vals.append(t)
-        if not tests:
-            return f"({vals[0]} {e.op} {vals[1]})"
-        return f"(None if {' or '.join(tests)} else {vals[0]} {e.op} {vals[1]})"
+        return tests, vals
+
+    def _true(self, e) -> str:
+        """A condition that holds exactly when e is true (not false, not null)."""
+        if isinstance(e, ast.Binary) and e.op in ("==", "!=", "<", "<=", ">", ">="):
+            tests, vals = self._operands(e)
+            nonnull = [f"({t} := {src}) is not None" for t, src in tests]
+            return "(" + " and ".join(nonnull + [f"{vals[0]} {e.op} {vals[1]}"]) + ")"
+        if isinstance(e, ast.IsNull):
+            return self(e)
+        return f"({self(e)}) is True"
 
     def _isnull(self, e):
         return f"(({self(e.operand)}) is {'not ' if e.negated else ''}None)"
 
     def _if(self, e):
-        return (f"(({self._as(e.then, e.type)}) if ({self(e.cond)}) is True "
+        return (f"(({self._as(e.then, e.type)}) if {self._true(e.cond)} "
                 f"else ({self._as(e.else_, e.type)}))")
 
     def _call(self, e):
