@@ -161,9 +161,10 @@ def test_replay_cli_with_redis_store_matches_memory(tmp_path, redis_url):  # noq
     assert pq.read_table(a).equals(pq.read_table(b))
 
 
-def test_if_conditions_over_nulls_agree_with_the_batch_target():
+def test_ifs_and_divisions_over_nulls_agree_with_the_batch_target():
     # An `if` takes its else branch when the condition is null: the online target tests
-    # comparisons inline (no three-valued temporary), so nulls on either side must not slip.
+    # comparisons inline (no three-valued temporary), so nulls on either side must not slip;
+    # a division converts only its int operands to float.
     p = lang.loads(textwrap.dedent("""\
         lateness 1h
         driver charge
@@ -178,6 +179,8 @@ def test_if_conditions_over_nulls_agree_with_the_batch_target():
         feature low = if score <= 0.5 then score else null
         feature not_null = if amount is null then -1 else amount
         feature both = if (amount > 10) and (score < 0.9) then true else false
+        feature per_int = amount / avg_1h
+        feature per_float = score / amount
         """), "ifs.feat")
     for seed in (1, 2):
         report = parity.run(p, 1500, seed)

@@ -126,10 +126,12 @@ class PyExpr:
             return f"_and({self(l)}, {self(r)})"
         if e.op == "or":
             return f"_or({self(l)}, {self(r)})"
-        if e.op == "/":  # _div inlined
+        if e.op == "/":  # _div inlined; a float-typed value already is a float
             a, b = self._tmp(), self._tmp()
+            fa, fb = (f"float({v})" if side.type.base is Base.INT else v
+                      for v, side in ((a, l), (b, r)))
             return (f"(None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
-                    f"or {b} == 0 else float({a}) / float({b}))")
+                    f"or {b} == 0 else {fa} / {fb})")
         tests, vals = self._operands(e)
         if not tests:
             return f"({vals[0]} {e.op} {vals[1]})"
