@@ -21,8 +21,9 @@ The evaluator is generated as Python source and exec'd once: `run` takes a batch
 columns (one list per input column) and loops over it with straight-line code per stream (no
 interpretation of the AST, no per-event calls; the driver's own groups are looked up once for
 serving and ingesting), storing the served values into one list per output column. The same
-generated code serves the memory store (dicts are the store) and the Redis store (dicts are a per-batch cache that the store fills before and writes
-back after, together with the log position).
+generated code serves the memory store (dicts are the store) and the Redis store (dicts are a
+per-batch cache that the store fills before and writes back after, together with the log
+position).
 """
 from __future__ import annotations
 
@@ -272,7 +273,7 @@ class OnlineProgram:
 
     def _window_serve(self, g: Group, st: str, names: list[str], ind: str) -> list[str]:
         """Lines computing a group's slots from its state `st` (not None)."""
-        lines = [f"{ind}ts = {st}" if self._bare(g) else f"{ind}ts = {st}[0]", f"{ind}n = len(ts)"]
+        lines = [f"{ind}ts = {st if self._bare(g) else st + '[0]'}", f"{ind}n = len(ts)"]
         windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
         prev = None
         for w in windows:  # longest first: each bisect starts where the last ended
