@@ -100,6 +100,9 @@ class OnlineProgram:
         self.pos = {name: i for i, name in enumerate(self.columns)}
         self.groups = [g for g in self.plan.groups if g.kind in ("window", "lifetime")]
         self.window_groups = [g for g in self.groups if g.kind == "window"]
+        # Member values stored per event, by window group (0: the state is the times list).
+        self._strides = {g.id: self._has_seq(g) + len(self._member_columns(g))
+                         for g in self.window_groups}
         self.outputs = [d.column for d in program.features]
         self.compiled = self._compile()
 
@@ -162,7 +165,7 @@ class OnlineProgram:
 
     def stride(self, g: Group) -> int:
         """Member values stored per event in a window group's state."""
-        return self._has_seq(g) + len(self._member_columns(g))
+        return self._strides[g.id]
 
     def state_size(self, states: dict) -> int:
         return sum(len(self.times(g, st)) if g.kind == "window" else 1
@@ -195,7 +198,7 @@ class OnlineProgram:
 
     def _bare(self, g: Group) -> bool:
         """A window group of unfiltered counts only: its state is the list of event_times."""
-        return g.kind == "window" and not self._has_seq(g) and not self._member_columns(g)
+        return g.kind == "window" and self._strides[g.id] == 0
 
     def _has_seq(self, g: Group) -> bool:
         return any(s.agg.fn == "last" for s in g.slots)
@@ -452,7 +455,7 @@ class OnlineProgram:
                 cond = f"t >= {cutoff}"
                 if not any(self._member_src(s) == "1" for s in g.slots):
                     cond += " and (" + " or ".join(f"{v} is not None" for v in values) + ")"
-                if pre or len(g.stream_keys) > 1:
+                if pre:
                     lines.append(f"{ind}if {notnull}:")
                     i2 = ind + "    "
                     lines += [i2 + line for line in pre]
