@@ -13,6 +13,11 @@ def path(p: str) -> pathlib.Path:
     return q if q.is_absolute() or not base else pathlib.Path(base) / q
 
 
+def default_redis_url() -> str:
+    """The Redis server the mains use unless told otherwise."""
+    return os.environ.get("ROUNDHOUSE_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
 def fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -27,8 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--store", choices=["memory", "redis"], default="memory")
     ap.add_argument("--snapshot", default="features.snapshot", help="memory store snapshot")
     ap.add_argument("--namespace", default=None, help="redis store key prefix")
-    ap.add_argument("--redis-url", default=os.environ.get("ROUNDHOUSE_REDIS_URL",
-                                                          "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--redis-url", default=cli.default_redis_url())
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--follow", action="store_true", help="keep tailing (default: stop at end)")
     args = ap.parse_args(argv)

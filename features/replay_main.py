@@ -7,7 +7,6 @@ the values served just before that event was ingested.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -24,8 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--events", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--store", choices=["memory", "redis"], default="memory")
-    ap.add_argument("--redis-url", default=os.environ.get("ROUNDHOUSE_REDIS_URL",
-                                                          "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--redis-url", default=cli.default_redis_url())
     args = ap.parse_args(argv)
     try:
         program = lang.load(cli.path(args.defs))
