@@ -275,18 +275,33 @@ class OnlineProgram:
         return g.stream == self.program.driver and g.driver_keys == g.stream_keys
 
     def _window_serve(self, g: Group, st: str, names: list[str], ind: str) -> list[str]:
-        """Lines computing a group's slots from its state `st` (not None)."""
+        """Lines computing a group's slots from its state `st` (not None, and not empty in the
+        longest window). Windows nest, longest first: each bisect starts where the last ended,
+        and once a window is empty (its lower bound past the newest stored event, as it often
+        is for short windows) the shorter ones are too and get their empty values directly."""
         lines = [f"{ind}ts = {st if self._bare(g) else st + '[0]'}", f"{ind}n = len(ts)"]
         windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
         prev = None
-        for w in windows:  # longest first: each bisect starts where the last ended
-            if prev is None:  # the whole list is often inside the longest window ...
+        for w in windows:
+            slots = [(s, nm) for s, nm in zip(g.slots, names) if s.agg.window.micros == w]
+            if prev is None:  # the whole list is often inside the longest window
                 lines.append(f"{ind}i{w} = 0 if ts[0] >= lo{w} else bisect_left(ts, lo{w})")
-            else:  # ... and the shorter ones often empty
-                lines.append(f"{ind}i{w} = n if ts[-1] < lo{w} else "
-                             f"bisect_left(ts, lo{w}, {prev})")
+            else:
+                shorter = [(s, nm) for s, nm in zip(g.slots, names) if s.agg.window.micros <= w]
+                lines.append(f"{ind}if ts[-1] < lo{w}:")
+                lines += [f"{ind}    {nm} = {self._empty(s)}" for s, nm in shorter]
+                lines.append(f"{ind}else:")
+                ind += "    "
+                lines.append(f"{ind}i{w} = bisect_left(ts, lo{w}, {prev})")
             prev = f"i{w}"
+            lines += self._window_slots(g, st, w, slots, ind)
+        return lines
+
+    def _window_slots(self, g: Group, st: str, w: int, slots: list, ind: str) -> list[str]:
+        """Lines computing the slots of one window (not empty) from its first index i<w>."""
+        lines: list[str] = []
         made: set[str] = set()
+        i = f"i{w}"
 
         def need(var: str, src: str) -> str:
             if var not in made:
@@ -294,9 +309,8 @@ class OnlineProgram:
                 lines.append(f"{ind}{var} = {src}")
             return var
 
-        for s, nm in zip(g.slots, names):
-            fn, w = s.agg.fn, s.agg.window.micros
-            i = f"i{w}"
+        for s, nm in slots:
+            fn = s.agg.fn
             src = self._member_src(s)
             if src == "1":  # unfiltered count / exists: every stored event counts
                 lines.append(f"{ind}{nm} = n - {i}" if fn == "count" else
@@ -321,8 +335,8 @@ class OnlineProgram:
                     # min/max unless the None is alone, which is then the right answer):
                     # filter the slice only then, instead of scanning it for None first.
                     made.add(vl)
-                    sums = any(o.agg.fn in ("sum", "avg") and o.agg.window.micros == w and
-                               self._member_src(o) == src for o in g.slots)
+                    sums = any(o.agg.fn in ("sum", "avg") and self._member_src(o) == src
+                               for o, _ in slots)
                     if sums:  # the sum first; other slots use vl after
                         made.add(f"sm{c}_{w}")
                         first = f"sm{c}_{w} = sum({{v}})"
