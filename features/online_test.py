@@ -47,6 +47,24 @@ def _steady_log(program, n, keys, step_micros, first_seq=0,
     return pa.Table.from_pydict(cols, schema=events.schema(program))
 
 
+def test_input_columns_share_one_object_per_value_of_a_column_with_few_values():
+    p = lang.load(HERE / "defs" / "fraud.feat")
+    ev = online.OnlineProgram(p)
+    table = events.conform(_steady_log(p, 400, 300, 1_000_000), p)
+    merchants = table.column("merchant_id").to_pylist()
+    merchants[::10] = [None] * 40
+    table = table.set_column(table.schema.get_field_index("merchant_id"), "merchant_id",
+                             pa.array(merchants, pa.string()))
+    strings: dict = {}
+    halves = [table.slice(0, 200), table.slice(200)]
+    cols = [replay.columns_of(half, ev, strings) for half in halves]
+    for half, got in zip(halves, cols):
+        for name in ("seq", "stream", "card_id", "merchant_id", "ip", "amount"):
+            assert got[ev.pos[name]] == half.column(name).to_pylist(), name
+    shared = cols[0][ev.pos["merchant_id"]] + cols[1][ev.pos["merchant_id"]]
+    assert len({id(m) for m in shared if m is not None}) == 7  # m0..m6, across both calls
+
+
 def test_state_is_bounded_by_longest_window_plus_lateness_and_evicted_state_goes():
     p = lang.load(HERE / "defs" / "fraud.feat")
     ev = online.OnlineProgram(p)

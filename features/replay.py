@@ -2,6 +2,7 @@
 just before that event was ingested (the online half of the parity contract)."""
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -13,18 +14,34 @@ from roundhouse.features.online import OnlineProgram, paused_gc
 CHUNK = 65_536  # events converted to Python objects at a time (bounds the replay's memory)
 
 
-def columns_of(table: pa.Table, online: OnlineProgram) -> list:
+def columns_of(table: pa.Table, online: OnlineProgram, strings: dict | None = None) -> list:
     """Columns (seq, t micros, stream, *fields) of a conformed events table as Python lists;
-    None for the fields the program never reads."""
+    None for the fields the program never reads. `strings` (kept across calls by the caller)
+    holds one str object per value of the string columns with few distinct values."""
     cols = []
     for name in online.columns:
         if name not in online.input_columns:
             cols.append(None)
         elif name == "t":
             cols.append(pc.cast(table.column("event_time"), pa.int64()).to_pylist())
+        elif pa.types.is_string(table.schema.field(name).type):
+            cols.append(_strings(table.column(name), {} if strings is None else strings))
         else:
             cols.append(table.column(name).to_pylist())
     return cols
+
+
+def _strings(column: pa.ChunkedArray, strings: dict) -> list:
+    """A string column as a list of str. A column with few distinct values (stream names,
+    merchant ids) is converted through its dictionary, to one shared object per value: window
+    state then refers to a few objects instead of holding a copy per event, and stays in the
+    CPU's caches (a tenth of the fraud replay's time)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    if len(encoded.dictionary) * 4 > len(encoded):  # mostly distinct: nothing to share
+        return column.to_pylist()
+    values = [strings.setdefault(v, v) for v in encoded.dictionary.to_pylist()] + [None]
+    indices = encoded.indices.fill_null(len(values) - 1).to_numpy()
+    return np.array(values, dtype=object)[indices].tolist()
 
 
 def rows_of(table: pa.Table, online: OnlineProgram):
@@ -41,12 +58,13 @@ def replay_table(program: ast.Program, table: pa.Table, store) -> pa.Table:
     online = store.online
     schema = events_mod.output_schema(program, labels=False)
     chunks: list[list] = [[] for _ in schema]
+    strings: dict = {}
     # Paused for the whole replay, not per batch: otherwise each chunk's input and output
     # columns (a million references) are scanned by the collections between batches.
     with paused_gc():
         for lo in range(0, table.num_rows, CHUNK):
             outs = online.new_outputs()
-            store.process_columns(columns_of(table.slice(lo, CHUNK), online), outs)
+            store.process_columns(columns_of(table.slice(lo, CHUNK), online, strings), outs)
             for acc, col, f in zip(chunks, outs, schema):
                 acc.append(pa.array(col, type=f.type))
     arrays = [pa.chunked_array(acc, type=f.type) for acc, f in zip(chunks, schema)]
