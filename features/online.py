@@ -262,7 +262,7 @@ class OnlineProgram:
         if fn == "exists":
             return f"(st[{o}] > 0)"
         if fn == "avg":
-            return f"(float(st[{o}]) / st[{o + 1}] if st[{o + 1}] else None)"
+            return f"(st[{o}] / st[{o + 1}] if st[{o + 1}] else None)"
         if fn == "count_distinct":
             return f"len(st[{o}])"
         if fn == "last":
@@ -353,7 +353,9 @@ class OnlineProgram:
                 if fn in ("sum", "avg"):
                     sm = need(f"sm{c}_{w}", f"sum({vl})")
                     if fn == "avg":
-                        lines.append(f"{ind}{nm} = float({sm}) / len({vl}) if {vl} else None")
+                        # a sum of ints below 2**53 (any realistic one) is exact as a
+                        # float: int / int then equals float(sum) / n.
+                        lines.append(f"{ind}{nm} = {sm} / len({vl}) if {vl} else None")
                     elif self._field_base(s) is Base.FLOAT:
                         lines.append(f"{ind}{nm} = float({sm})")
                     else:

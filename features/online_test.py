@@ -182,7 +182,7 @@ def test_replay_cli_with_redis_store_matches_memory(tmp_path, redis_url):  # noq
 def test_ifs_and_divisions_over_nulls_agree_with_the_batch_target():
     # An `if` takes its else branch when the condition is null: the online target tests
     # comparisons inline (no three-valued temporary), so nulls on either side must not slip;
-    # a division converts only its int operands to float.
+    # a division converts an operand to float only when both are ints.
     p = lang.loads(textwrap.dedent("""\
         lateness 1h
         driver charge
@@ -199,6 +199,8 @@ def test_ifs_and_divisions_over_nulls_agree_with_the_batch_target():
         feature both = if (amount > 10) and (score < 0.9) then true else false
         feature per_int = amount / avg_1h
         feature per_float = score / amount
+        feature n_1h = count(charge) by card_id over 1h
+        feature per_count = amount / n_1h
         """), "ifs.feat")
     for seed in (1, 2):
         report = parity.run(p, 1500, seed)

@@ -126,12 +126,15 @@ class PyExpr:
             return f"_and({self(l)}, {self(r)})"
         if e.op == "or":
             return f"_or({self(l)}, {self(r)})"
-        if e.op == "/":  # _div inlined; a float-typed value already is a float
+        if e.op == "/":  # _div inlined
             a, b = self._tmp(), self._tmp()
-            fa, fb = (f"float({v})" if side.type.base is Base.INT else v
-                      for v, side in ((a, l), (b, r)))
+            # Python converts an int operand of a float division exactly as float() does, so
+            # only int / int needs one: the SQL targets divide doubles, Python's int / int
+            # rounds the exact quotient (they differ past 2**53).
+            both_int = l.type.base is Base.INT and r.type.base is Base.INT
+            fa = f"float({a})" if both_int else a
             return (f"(None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
-                    f"or {b} == 0 else {fa} / {fb})")
+                    f"or {b} == 0 else {fa} / {b})")
         tests, vals = self._operands(e)
         if not tests:
             return f"({vals[0]} {e.op} {vals[1]})"
