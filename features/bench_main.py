@@ -3,11 +3,13 @@
 1. batch: the fraud definitions compiled to DuckDB against one hand-written DuckDB query
    computing the same columns, on N in-order charge events (plus 1% disputes), both writing
    Parquet, side by side in one run;
-2. online: replay events/s with the memory store and with the Redis store.
+2. online: replay events/s with the memory store and with the Redis store;
+3. online, heavy keys: the same replay with the card ids drawn from 100 cards (windows of
+   thousands of events), with the per-key index against slices only.
 
     bazel run //features:bench -- [--events 2000000] [--online-events 300000]
                                   [--redis-events 30000] [--redis-url URL] [--skip-batch]
-                                  [--repeat 3]
+                                  [--repeat 3] [--heavy-events 100000]
 """
 from __future__ import annotations
 
@@ -193,6 +195,27 @@ def bench_online(program, table: pa.Table, n: int, store_name: str, redis_url: s
               f"{statistics.median(rates):,.0f} events/s over {repeat} runs")
 
 
+def bench_heavy(program, table: pa.Table, n: int, cards: int = 100) -> None:
+    """The first n events with every charge's card drawn from `cards` cards: each card's
+    30-day window holds thousands of events. Indexed keys (the default) against slices only
+    (no key ever indexed)."""
+    sub = table.slice(0, n)
+    rng = np.random.default_rng(3)
+    ids = pc.binary_join_element_wise("card", pa.array(rng.integers(0, cards, n)).cast(pa.string()),
+                                      "")
+    ids = pc.if_else(pc.equal(sub.column("stream"), "dispute"), pa.nulls(n, pa.string()), ids)
+    sub = sub.set_column(sub.schema.get_field_index("card_id"), "card_id", ids)
+    outs = []
+    for label, index_from in (("indexed", online.INDEX_FROM), ("slices ", 1 << 62)):
+        store = stores.MemoryStore(online.OnlineProgram(program, index_from))
+        start = time.perf_counter()
+        outs.append(replay.replay_table(program, sub, store))
+        took = time.perf_counter() - start
+        print(f"online heavy keys, {label}: {n / took:10,.0f} events/s  ({n} events on {cards} "
+              f"cards, {outs[-1].num_rows} served, {took:.2f} s)")
+    print(f"online heavy keys, same values served: {outs[0].equals(outs[1])}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +227,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of the memory-store replay (each from an empty store)")
+    ap.add_argument("--heavy-events", type=int, default=100_000,
+                    help="events of the heavy-keys replay (0: skip it)")
     ap.add_argument("--skip-batch", action="store_true",
                     help="only the online part (the batch comparison takes minutes)")
     args = ap.parse_args(argv)
@@ -221,6 +246,8 @@ def main(argv=None) -> int:
         bench_online(program, table, min(args.online_events, table.num_rows), "memory", None,
                      args.repeat)
         print(f"peak RSS after online memory: {peak_mb():.0f} MB")
+        if args.heavy_events:
+            bench_heavy(program, table, min(args.heavy_events, table.num_rows))
         if args.redis_url:
             bench_online(program, table, args.redis_events, "redis", args.redis_url)
         else:

@@ -2,15 +2,20 @@
 feature values for a driver event as it arrives.
 
 State lives in plain dicts, one per aggregation group: key -> state.
-* window groups: `[ts, m1_0, m2_0, m1_1, m2_1, ...]`: ts the list of event_times in ascending
-  order, then per stored event its member values, `stride` of them: the seq (only when a `last`
-  needs it) and one value per distinct member (e.g. the amount, the merchant; None where the
-  event does not count for that aggregation). A group of unfiltered counts has no members: its
-  state is ts itself. One flat list per key rather than a list per member: fewer objects for
-  the allocator and the cyclic garbage collector to visit. Everything stored arrived before the
-  event being served, so the members of a window are exactly the suffix with
-  event_time >= t - w (one bisect), and the aggregations are C-level builtins over (strided)
-  slices (len, sum, max, set).
+* window groups: `[ts, X, m1_0, m2_0, m1_1, m2_1, ...]`: ts the list of event_times in
+  ascending order, X the key's index (below), then per stored event its member values,
+  `stride` of them: the seq (only when a `last` needs it) and one value per distinct member
+  (e.g. the amount, the merchant; None where the event does not count for that aggregation).
+  A group of unfiltered counts has no members: its state is ts itself. One flat list per key
+  rather than a list per member: fewer objects for the allocator and the cyclic garbage
+  collector to visit. Everything stored arrived before the event being served, so the
+  members of a window are exactly the suffix with event_time >= t - w (one bisect), and the
+  aggregations are C-level builtins over (strided) slices (len, sum, max, set).
+  That is linear in the window's events: a key with INDEX_FROM stored events gets an index X
+  (None below; groups with nothing to index have no X slot) that answers the same suffix
+  queries in O(log n): prefix sums and counts for int sums, averages and filtered counts;
+  each distinct value's newest event_time, sorted, for count_distinct; the stack of suffix
+  extremes for min and max. An in-order event extends it; a late one rebuilds it.
   Entries older than max_t - lateness - longest window can never count again (any driver that
   is not too late has t >= max_t - lateness). An insert drops them once they are half of the
   key's entries (so a key holds at most about twice what its windows can still count, at an
@@ -39,9 +44,11 @@ from roundhouse.features.pyexpr import RUNTIME, PyExpr
 from roundhouse.features.syntax import Base
 
 # The layout of the state above; stores refuse state written with another layout.
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4
 # Below every event_time: the max event_time before any event (no driver is too late).
 _NO_TIME = -(1 << 62)
+# Stored events from which a key's window state also keeps an index (see the module docstring).
+INDEX_FROM = 64
 
 
 @contextlib.contextmanager
@@ -84,6 +91,8 @@ class Compiled:
     serve: object  # fn(row, states, meta) -> output tuple (no ingest)
     keys: dict  # stream -> fn(row) -> list of (gid, key) the event reads or writes
     keys_run: object  # fn(cols, pairs): adds the (gid, key) pairs a batch reads or writes
+    build: dict  # window group id -> fn(state) -> the state's index (indexed groups only)
+    trim: dict  # window group id -> fn(index, j, cut): drops its first j events (time < cut)
     source: str
 
 
@@ -92,8 +101,9 @@ class OnlineProgram:
     batch in columns is one sequence per entry of `self.columns` (None for a column the
     program never reads: see `input_columns`)."""
 
-    def __init__(self, program: ast.Program):
+    def __init__(self, program: ast.Program, index_from: int = INDEX_FROM):
         self.program = program
+        self.index_from = index_from
         self.plan = make_plan(program, labels=False)
         self.fields = [name for name, _ in field_columns(program)]
         self.columns = ["seq", "t", "stream"] + self.fields
@@ -103,6 +113,7 @@ class OnlineProgram:
         # Member values stored per event, by window group (0: the state is the times list).
         self._strides = {g.id: self._has_seq(g) + len(self._member_columns(g))
                          for g in self.window_groups}
+        self._indexes = {g.id: self._index_layout(g) for g in self.window_groups}
         self.outputs = [d.column for d in program.features]
         self.compiled = self._compile()
 
@@ -145,7 +156,8 @@ class OnlineProgram:
             table = states.get(g.id)
             if not table:
                 continue
-            bare, stride = self._bare(g), self.stride(g)
+            bare, stride, base = self._bare(g), self.stride(g), self.base(g)
+            trim = self.compiled.trim.get(g.id)
             for k in [k for k, st in table.items() if (st if bare else st[0])[0] < cutoff]:
                 st = table[k]
                 ts = st if bare else st[0]
@@ -156,7 +168,9 @@ class OnlineProgram:
                     j = bisect.bisect_left(ts, cutoff)
                     del ts[:j]
                     if not bare:
-                        del st[1:1 + j * stride]
+                        del st[base:base + j * stride]
+                        if trim is not None and st[1] is not None:
+                            trim(st[1], j, cutoff)
         return removed
 
     def times(self, g: Group, st) -> list:
@@ -214,10 +228,104 @@ class OnlineProgram:
                 cols.append(src)
         return cols
 
+    def base(self, g: Group) -> int:
+        """Position of the first member value in a window group's state."""
+        return 2 if self._indexes[g.id] else 1
+
     def _slice(self, g: Group, st: str, c: int, i: str) -> str:
         """Source of the list of member c's values from the i-th stored event on."""
-        k = self.stride(g)
-        return f"{st}[1 + {i}:]" if k == 1 else f"{st}[{c} + {i} * {k}::{k}]"
+        k, first = self.stride(g), self.base(g) - 1 + c
+        return f"{st}[{first} + {i}:]" if k == 1 else f"{st}[{first} + {i} * {k}::{k}]"
+
+    def _index_layout(self, g: Group) -> dict:
+        """The index of a window group's key: (kind, member column) -> position in it. Kinds:
+        'sum' and 'count' (prefix sums of an int member and prefix counts of its non-null
+        values), 'distinct' (value -> its newest event_time, and those times sorted), 'max' and
+        'min' (the suffix extremes: event_times and values). Float sums (prefix sums would
+        round differently) and `last` are always computed from slices."""
+        layout: dict = {}
+        for s in g.slots:
+            if self._member_src(s) == "1":
+                continue
+            fn, c = s.agg.fn, self._column_of(s)
+            if fn in ("sum", "avg"):
+                kinds = ["sum", "count"] if self._field_base(s) is Base.INT else []
+            elif fn in ("count", "exists"):
+                kinds = ["count"]
+            elif fn == "count_distinct":
+                kinds = ["distinct"]
+            else:
+                kinds = [fn] if fn in ("min", "max") else []
+            for kind in kinds:
+                if (kind, c) not in layout:
+                    layout[(kind, c)] = sum(1 if k in ("sum", "count") else 2
+                                            for k, _ in layout)
+        return layout
+
+    def _index_init(self, g: Group) -> str:
+        parts = ["[0]" if kind in ("sum", "count") else "{}, []" if kind == "distinct"
+                 else "[], []" for kind, _ in self._indexes[g.id]]
+        return "[" + ", ".join(parts) + "]"
+
+    def _index_add(self, g: Group, values: list[str], ind: str) -> list[str]:
+        """Lines adding the newest stored event (time `t`, member values `values[c]`) to the
+        index `X`."""
+        lines = []
+        for (kind, c), o in self._indexes[g.id].items():
+            v = values[c]
+            if kind == "sum":
+                lines.append(f"{ind}X[{o}].append(X[{o}][-1] if {v} is None else "
+                             f"X[{o}][-1] + {v})")
+            elif kind == "count":
+                lines.append(f"{ind}X[{o}].append(X[{o}][-1] + ({v} is not None))")
+            elif kind == "distinct":  # the value's newest time moves to the end
+                lines += [f"{ind}if {v} is not None:",
+                          f"{ind}    xd, xt = X[{o}], X[{o + 1}]",
+                          f"{ind}    if (xo := xd.get({v})) is not None:",
+                          f"{ind}        del xt[bisect_left(xt, xo)]",
+                          f"{ind}    xt.append(t)",
+                          f"{ind}    xd[{v}] = t"]
+            else:  # the values it dominates leave the stack of suffix extremes
+                op = "<=" if kind == "max" else ">="
+                lines += [f"{ind}if {v} is not None:",
+                          f"{ind}    xt, xv = X[{o}], X[{o + 1}]",
+                          f"{ind}    while xv and xv[-1] {op} {v}:",
+                          f"{ind}        xt.pop()",
+                          f"{ind}        xv.pop()",
+                          f"{ind}    xt.append(t)",
+                          f"{ind}    xv.append({v})"]
+        return lines
+
+    def _build_fn_lines(self, gi: int, g: Group) -> list[str]:
+        """fn(state) -> its index, from the stored events (once the key has INDEX_FROM of
+        them, and after a late insert)."""
+        k, base = self.stride(g), self.base(g)
+        cols = sorted({c for _, c in self._indexes[g.id]})
+        values = {c: f"xm{c}" for c in cols}
+        lines = [f"def build{gi}(st):", "    ts = st[0]", f"    X = {self._index_init(g)}",
+                 "    for j in range(len(ts)):", "        t = ts[j]"]
+        lines += [f"        xm{c} = st[{base - 1 + c} + j{'' if k == 1 else f' * {k}'}]"
+                  for c in cols]
+        lines += self._index_add(g, values, "        ")
+        return lines + ["    return X"]
+
+    def _trim_fn_lines(self, gi: int, g: Group) -> list[str]:
+        """fn(X, j, cut): the index after its key's first j events, those with time < cut,
+        are dropped (prefix sums keep their differences; a distinct value goes with its
+        newest time)."""
+        lines = [f"def trim{gi}(X, j, cut):"]
+        for (kind, _), o in self._indexes[g.id].items():
+            if kind in ("sum", "count"):
+                lines.append(f"    del X[{o}][:j]")
+            else:
+                lines += [f"    if (k := bisect_left(X[{o + (kind == 'distinct')}], cut)):"]
+                if kind == "distinct":
+                    lines += [f"        del X[{o + 1}][:k]",
+                              f"        for v in [v for v, q in X[{o}].items() if q < cut]:",
+                              f"            del X[{o}][v]"]
+                else:
+                    lines += [f"        del X[{o}][:k]", f"        del X[{o + 1}][:k]"]
+        return lines
 
     def _column_of(self, s: Slot) -> int:
         """Position (1-based) of the slot's member among an event's member values."""
@@ -280,6 +388,16 @@ class OnlineProgram:
         and once a window is empty (its lower bound past the newest stored event, as it often
         is for short windows) the shorter ones are too and get their empty values directly."""
         lines = [f"{ind}ts = {st if self._bare(g) else st + '[0]'}", f"{ind}n = len(ts)"]
+        if not self._indexes[g.id]:
+            return lines + self._window_nest(g, st, names, ind, indexed=False)
+        return lines + [f"{ind}if (X := {st}[1]) is None:",
+                        *self._window_nest(g, st, names, ind + "    ", indexed=False),
+                        f"{ind}else:",
+                        *self._window_nest(g, st, names, ind + "    ", indexed=True)]
+
+    def _window_nest(self, g: Group, st: str, names: list[str], ind: str,
+                     indexed: bool) -> list[str]:
+        lines: list[str] = []
         windows = sorted({s.agg.window.micros for s in g.slots}, reverse=True)
         prev = None
         for w in windows:
@@ -294,14 +412,17 @@ class OnlineProgram:
                 ind += "    "
                 lines.append(f"{ind}i{w} = bisect_left(ts, lo{w}, {prev})")
             prev = f"i{w}"
-            lines += self._window_slots(g, st, w, slots, ind)
+            lines += self._window_slots(g, st, w, slots, ind, indexed)
         return lines
 
-    def _window_slots(self, g: Group, st: str, w: int, slots: list, ind: str) -> list[str]:
-        """Lines computing the slots of one window (not empty) from its first index i<w>."""
+    def _window_slots(self, g: Group, st: str, w: int, slots: list, ind: str,
+                      indexed: bool) -> list[str]:
+        """Lines computing the slots of one window (not empty) from its first index i<w>,
+        with `indexed` from the key's index X where it has the slot's kind."""
         lines: list[str] = []
         made: set[str] = set()
         i = f"i{w}"
+        index = self._indexes[g.id] if indexed else {}
 
         def need(var: str, src: str) -> str:
             if var not in made:
@@ -317,6 +438,30 @@ class OnlineProgram:
                              f"{ind}{nm} = n > {i}")
                 continue
             c = self._column_of(s)
+            if ("count", c) in index and fn in ("count", "exists", "avg") and (
+                    fn != "avg" or ("sum", c) in index):
+                cnt = f"X[{index['count', c]}][n] - X[{index['count', c]}][{i}]"
+                if fn == "count":
+                    lines.append(f"{ind}{nm} = {cnt}")
+                elif fn == "exists":
+                    lines.append(f"{ind}{nm} = {cnt} > 0")
+                else:
+                    total = f"X[{index['sum', c]}][n] - X[{index['sum', c]}][{i}]"
+                    lines.append(f"{ind}{nm} = ({total}) / xc if (xc := {cnt}) else None")
+                continue
+            if fn == "sum" and ("sum", c) in index:
+                o = index["sum", c]
+                lines.append(f"{ind}{nm} = X[{o}][n] - X[{o}][{i}]")
+                continue
+            if fn == "count_distinct" and ("distinct", c) in index:
+                o = index["distinct", c] + 1
+                lines.append(f"{ind}{nm} = len(X[{o}]) - bisect_left(X[{o}], lo{w})")
+                continue
+            if fn in ("min", "max") and (fn, c) in index:
+                o = index[fn, c]
+                lines.append(f"{ind}{nm} = X[{o + 1}][xk] if (xk := bisect_left(X[{o}], lo{w})) "
+                             f"< len(X[{o}]) else None")
+                continue
             if fn == "last":
                 lines.append(f"{ind}{nm} = _last({self._slice(g, st, 1, i)}, "
                              f"{self._slice(g, st, c, i)})")
@@ -481,9 +626,9 @@ class OnlineProgram:
                     lines.append(f"{i2}if {notnull} and {cond}:")
                 i3 = i2 + "    "
                 lines += [i3 + f for f in fetch]
-                lines.append(f"{i3}if {st} is None:")
                 if self._bare(g):  # the state is the list of event_times itself
-                    lines += [f"{i3}    {tab}[{key}] = [t]",
+                    lines += [f"{i3}if {st} is None:",
+                              f"{i3}    {tab}[{key}] = [t]",
                               f"{i3}else:",
                               f"{i3}    if t >= {st}[-1]:",
                               f"{i3}        {st}.append(t)",
@@ -492,23 +637,7 @@ class OnlineProgram:
                               f"{i3}    if {st}[len({st}) >> 1] < {cutoff}:",
                               f"{i3}        del {st}[:bisect_left({st}, {cutoff})]"]
                 else:
-                    k, members = len(lists) - 1, ", ".join(lists[1:])
-                    lines += [f"{i3}    {tab}[{key}] = [[t], {members}]",
-                              f"{i3}else:",
-                              f"{i3}    ts = {st}[0]",
-                              f"{i3}    if t >= ts[-1]:",
-                              f"{i3}        ts.append(t)",
-                              f"{i3}        {st}.append({members})" if k == 1 else
-                              f"{i3}        {st} += ({members})",
-                              f"{i3}    else:",
-                              f"{i3}        j = bisect_right(ts, t)",
-                              f"{i3}        ts.insert(j, t)",
-                              f"{i3}        {st}.insert(1 + j, {members})" if k == 1 else
-                              f"{i3}        {st}[1 + j * {k}:1 + j * {k}] = ({members})",
-                              f"{i3}    if ts[len(ts) >> 1] < {cutoff}:",
-                              f"{i3}        j = bisect_left(ts, {cutoff})",
-                              f"{i3}        del ts[:j]",
-                              f"{i3}        del {st}[1:1 + j{'' if k == 1 else f' * {k}'}]"]
+                    lines += self._window_store(gi, g, lists, tab, key, st, cutoff, i3)
                 if dirty:
                     lines.append(f"{i3}dirty_add(({g.id!r}, {key}))")
             else:
@@ -542,6 +671,44 @@ class OnlineProgram:
                         lines.append(f"{i3}{st}[{o + 1}] = m")
                 if dirty:
                     lines.append(f"{i2}dirty_add(({g.id!r}, {key}))")
+        return lines
+
+    def _window_store(self, gi: int, g: Group, lists: list[str], tab: str, key: str, st: str,
+                      cutoff: str, ind: str) -> list[str]:
+        """Lines storing the event into the state `st` of a (not bare) window group: appended
+        when in order (and added to the key's index, built once the key has INDEX_FROM
+        events), inserted in place when late (the index rebuilt); then the half-stale trim
+        (of the index too)."""
+        k, members, base = len(lists) - 1, ", ".join(lists[1:]), self.base(g)
+        indexed = bool(self._indexes[g.id])
+        at = f"{base} + j" if k == 1 else f"{base} + j * {k}"
+        guard = f"{ind}        if {st}[1] is not None:"
+        rebuild = [guard, f"{ind}            {st}[1] = build{gi}({st})"] if indexed else []
+        trim = [guard, f"{ind}            trim{gi}({st}[1], j, {cutoff})"] if indexed else []
+        lines = [f"{ind}if {st} is None:",
+                 f"{ind}    {tab}[{key}] = [[t], {'None, ' if indexed else ''}{members}]",
+                 f"{ind}else:",
+                 f"{ind}    ts = {st}[0]",
+                 f"{ind}    if t >= ts[-1]:",
+                 f"{ind}        ts.append(t)",
+                 f"{ind}        {st}.append({members})" if k == 1 else
+                 f"{ind}        {st} += ({members})"]
+        if indexed:
+            lines += [f"{ind}        if (X := {st}[1]) is not None:",
+                      *self._index_add(g, lists, ind + "            "),
+                      f"{ind}        elif len(ts) >= {self.index_from}:",
+                      f"{ind}            {st}[1] = build{gi}({st})"]
+        lines += [f"{ind}    else:",
+                  f"{ind}        j = bisect_right(ts, t)",
+                  f"{ind}        ts.insert(j, t)",
+                  f"{ind}        {st}.insert({at}, {members})" if k == 1 else
+                  f"{ind}        {st}[{at}:{at}] = ({members})",
+                  *rebuild,
+                  f"{ind}    if ts[len(ts) >> 1] < {cutoff}:",
+                  f"{ind}        j = bisect_left(ts, {cutoff})",
+                  f"{ind}        del ts[:j]",
+                  f"{ind}        del {st}[{base}:{at}]",
+                  *trim]
         return lines
 
     @staticmethod
@@ -662,6 +829,10 @@ class OnlineProgram:
         names = list(self.program.streams)
         for i, stream in enumerate(names):
             src += self._keys_fn_lines(stream, i)
+        indexed = {gi: g for gi, g in enumerate(self.groups)
+                   if g.kind == "window" and self._indexes[g.id]}
+        for gi, g in indexed.items():
+            src += self._build_fn_lines(gi, g) + self._trim_fn_lines(gi, g)
         source = "\n".join(src) + "\n"
         env = dict(RUNTIME, bisect_left=bisect.bisect_left, bisect_right=bisect.bisect_right,
                    _last=_last, _flush=_flush, _NO_TIME=_NO_TIME)
@@ -671,4 +842,6 @@ class OnlineProgram:
             f for f in self.fields if re.search(rf"\bv_{f}\b", source)]
         return Compiled(run=env["run"], run_dirty=env["run_dirty"], serve=env["serve"],
                         keys={s: env[f"keys_{i}"] for i, s in enumerate(names)},
-                        keys_run=env["keys_run"], source=source)
+                        keys_run=env["keys_run"], source=source,
+                        build={g.id: env[f"build{gi}"] for gi, g in indexed.items()},
+                        trim={g.id: env[f"trim{gi}"] for gi, g in indexed.items()})

@@ -16,8 +16,8 @@ from roundhouse.testing.redis_server import redis_url  # noqa: F401  (pytest fix
 HERE = pathlib.Path(__file__).parent
 
 
-def replay_rows(program, table, store=None) -> list[dict]:
-    store = store or stores.MemoryStore(online.OnlineProgram(program))
+def replay_rows(program, table, store=None, index_from=online.INDEX_FROM) -> list[dict]:
+    store = store or stores.MemoryStore(online.OnlineProgram(program, index_from))
     return replay.replay_table(program, events.conform(table, program), store).to_pylist()
 
 
@@ -28,10 +28,12 @@ def test_hand_written_log_gives_the_contract_answers():
 
 @pytest.mark.parametrize("defs", ["defs/fraud.feat", "testdata/kitchen_sink.feat"])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_online_matches_the_naive_reference(defs, seed):
+@pytest.mark.parametrize("index_from", [online.INDEX_FROM, 1])
+def test_online_matches_the_naive_reference(defs, seed, index_from):
     p = lang.load(HERE / defs)
     table = gen.generate(p, 250, seed)
-    assert_rows_equal(replay_rows(p, table), reference.evaluate(p, table, labels=False))
+    assert_rows_equal(replay_rows(p, table, index_from=index_from),
+                      reference.evaluate(p, table, labels=False))
 
 
 def _steady_log(program, n, keys, step_micros, first_seq=0,
@@ -45,6 +47,26 @@ def _steady_log(program, n, keys, step_micros, first_seq=0,
     cols["merchant_id"] = [f"m{i % 7}" for i in range(n)]
     cols["amount"] = [i % 100 for i in range(n)]
     return pa.Table.from_pydict(cols, schema=events.schema(program))
+
+
+def test_indexed_state_serves_what_slices_serve_through_trims_and_sweeps():
+    # 2000 charges one hour apart on 5 cards: keys of ~145 live events, trimmed on insert and
+    # swept between the parts; one program indexes every key, the other none.
+    p = lang.load(HERE / "defs" / "fraud.feat")
+    table = events.conform(_steady_log(p, 2000, 5, 3_600_000_000), p)
+    runs = []
+    for index_from in (1, 10**9):
+        ev = online.OnlineProgram(p, index_from)
+        store = stores.MemoryStore(ev)
+        rows = []
+        for lo in range(0, 2000, 500):
+            rows += replay.replay_table(p, table.slice(lo, 500), store).to_pylist()
+            ev.sweep(store.states, store.meta)
+        indexed = [st[1] is not None for st in store.states["window:charge:card_id"].values()]
+        runs.append((rows, indexed))
+    (with_index, indexed), (with_slices, never) = runs
+    assert all(indexed) and not any(never)
+    assert with_index == with_slices
 
 
 def test_input_columns_share_one_object_per_value_of_a_column_with_few_values():
@@ -79,7 +101,10 @@ def test_state_is_bounded_by_longest_window_plus_lateness_and_evicted_state_goes
             ts = ev.times(g, st)  # event_times; other lists, if any, run parallel to it
             assert store.meta[0] - ts[0] <= 30 * 24 * hour + hour, (g.id, key)
             assert len(ts) <= limit
-            assert ts is st or len(st) == 1 + len(ts) * ev.stride(g), (g.id, key)
+            assert ts is st or len(st) == ev.base(g) + len(ts) * ev.stride(g), (g.id, key)
+            if g.id in ev.compiled.build and st[1] is not None:  # evicted from the index too
+                assert all(len(part) <= len(ts) + 1 for part in st[1]), (g.id, key)
+    assert all(st[1] for st in store.states["window:charge:card_id"].values())  # ~145 each
     # Ten more cards, then a single charge months later: every earlier key is out of reach
     # of any driver that is not too late, so its state goes entirely.
     replay.replay_table(p, _steady_log(p, 10, 10, hour, 10_000,
