@@ -158,8 +158,8 @@ class OnlineProgram:
                 continue
             bare, stride, base = self._bare(g), self.stride(g), self.base(g)
             trim = self.compiled.trim.get(g.id)
-            for k in [k for k, st in table.items() if (st if bare else st[0])[0] < cutoff]:
-                st = table[k]
+            for k, st in [(k, st) for k, st in table.items()
+                          if (st if bare else st[0])[0] < cutoff]:
                 ts = st if bare else st[0]
                 if ts[-1] < cutoff:
                     del table[k]
