@@ -415,6 +415,27 @@ class OnlineProgram:
             lines += self._window_slots(g, st, w, slots, ind, indexed)
         return lines
 
+    @staticmethod
+    def _index_value(fn: str, c: int, i: str, w: int, index: dict) -> str | None:
+        """Source of an aggregation of member c over window w (from the i-th stored event on)
+        read from the key's index X; None where X does not hold its kind."""
+        def part(kind: str) -> str:  # the window's share of a prefix list
+            return f"X[{index[kind, c]}][n] - X[{index[kind, c]}][{i}]"
+
+        if fn in ("count", "exists") and ("count", c) in index:
+            return part("count") + (" > 0" if fn == "exists" else "")
+        if fn == "sum" and ("sum", c) in index:
+            return part("sum")
+        if fn == "avg" and ("sum", c) in index:
+            return f"({part('sum')}) / xc if (xc := {part('count')}) else None"
+        if fn == "count_distinct" and ("distinct", c) in index:
+            o = index["distinct", c] + 1
+            return f"len(X[{o}]) - bisect_left(X[{o}], lo{w})"
+        if fn in ("min", "max") and (fn, c) in index:
+            o = index[fn, c]
+            return f"X[{o + 1}][xk] if (xk := bisect_left(X[{o}], lo{w})) < len(X[{o}]) else None"
+        return None
+
     def _window_slots(self, g: Group, st: str, w: int, slots: list, ind: str,
                       indexed: bool) -> list[str]:
         """Lines computing the slots of one window (not empty) from its first index i<w>,
@@ -438,29 +459,8 @@ class OnlineProgram:
                              f"{ind}{nm} = n > {i}")
                 continue
             c = self._column_of(s)
-            if ("count", c) in index and fn in ("count", "exists", "avg") and (
-                    fn != "avg" or ("sum", c) in index):
-                cnt = f"X[{index['count', c]}][n] - X[{index['count', c]}][{i}]"
-                if fn == "count":
-                    lines.append(f"{ind}{nm} = {cnt}")
-                elif fn == "exists":
-                    lines.append(f"{ind}{nm} = {cnt} > 0")
-                else:
-                    total = f"X[{index['sum', c]}][n] - X[{index['sum', c]}][{i}]"
-                    lines.append(f"{ind}{nm} = ({total}) / xc if (xc := {cnt}) else None")
-                continue
-            if fn == "sum" and ("sum", c) in index:
-                o = index["sum", c]
-                lines.append(f"{ind}{nm} = X[{o}][n] - X[{o}][{i}]")
-                continue
-            if fn == "count_distinct" and ("distinct", c) in index:
-                o = index["distinct", c] + 1
-                lines.append(f"{ind}{nm} = len(X[{o}]) - bisect_left(X[{o}], lo{w})")
-                continue
-            if fn in ("min", "max") and (fn, c) in index:
-                o = index[fn, c]
-                lines.append(f"{ind}{nm} = X[{o + 1}][xk] if (xk := bisect_left(X[{o}], lo{w})) "
-                             f"< len(X[{o}]) else None")
+            if (value := self._index_value(fn, c, i, w, index)) is not None:
+                lines.append(f"{ind}{nm} = {value}")
                 continue
             if fn == "last":
                 lines.append(f"{ind}{nm} = _last({self._slice(g, st, 1, i)}, "
