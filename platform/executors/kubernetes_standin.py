@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kubernetes import client
 
-NS = "roundhouse"
+NS = "roundhouse"  # the KubernetesConfig default, as in the canned objects
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"  # the paths the client calls
+PODS = f"/api/v1/namespaces/{NS}/pods"
 
 
 @dataclasses.dataclass

@@ -15,6 +15,9 @@ from roundhouse.platform.api import job_pb2, training_pb2
 from roundhouse.platform.executors import kubernetes as k8s
 from roundhouse.platform.executors import kubernetes_manifest as m
 from roundhouse.platform.executors.kubernetes_standin import (
+    JOBS,
+    NS,
+    PODS,
     condition,
     job_obj,
     pod_list,
@@ -23,9 +26,6 @@ from roundhouse.platform.executors.kubernetes_standin import (
     status_obj,
 )
 
-NS = "roundhouse"  # the KubernetesConfig default, as in the canned objects
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
-PODS = f"/api/v1/namespaces/{NS}/pods"
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 Job = job_pb2.Job
 

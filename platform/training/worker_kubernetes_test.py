@@ -7,6 +7,9 @@ from roundhouse.platform.api import job_pb2, training_pb2
 from roundhouse.platform.executors import kubernetes as k8s
 from roundhouse.platform.executors import kubernetes_manifest as m
 from roundhouse.platform.executors.kubernetes_standin import (
+    JOBS,
+    NS,
+    PODS,
     condition,
     job_obj,
     pod_list,
@@ -17,9 +20,6 @@ from roundhouse.platform.executors.kubernetes_standin import (
 from roundhouse.platform.jobs.sqlite_store import SqliteJobStore
 from roundhouse.platform.training.worker import Worker
 
-NS = "roundhouse"
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
-PODS = f"/api/v1/namespaces/{NS}/pods"
 Job = job_pb2.Job
 
 
