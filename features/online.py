@@ -244,6 +244,7 @@ class OnlineProgram:
         'min' (the suffix extremes: event_times and values). Float sums (prefix sums would
         round differently) and `last` are always computed from slices."""
         layout: dict = {}
+        size = 0  # entries of X so far: prefix lists take one, the others two
         for s in g.slots:
             if self._member_src(s) == "1":
                 continue
@@ -258,8 +259,8 @@ class OnlineProgram:
                 kinds = [fn] if fn in ("min", "max") else []
             for kind in kinds:
                 if (kind, c) not in layout:
-                    layout[(kind, c)] = sum(1 if k in ("sum", "count") else 2
-                                            for k, _ in layout)
+                    layout[(kind, c)] = size
+                    size += 1 if kind in ("sum", "count") else 2
         return layout
 
     def _index_init(self, g: Group) -> str:
