@@ -131,6 +131,11 @@ class RedisStore:
         self.k_state, self.k_meta = f"{self.ns}:state", f"{self.ns}:meta"
         if fresh:
             self.clear()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the meta (max event_time, last seq, position): another process sharing the
+        namespace (a consumer, another scorer) may have moved it since."""
         meta = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k_meta).items()}
         if meta and meta.get("fingerprint") != self.fingerprint:
             raise StoreMismatch(f"redis namespace {self.ns} holds state of other definitions; "

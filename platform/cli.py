@@ -9,6 +9,8 @@ http://127.0.0.1:8080); models and tags are read and moved in the model store di
   status JOB | result JOB | logs JOB | cancel JOB
   jobs [--owner O] [--workflow W] [--state S]
   models | model ID | tags | tag TAG ID | untag TAG | rollback TAG | history TAG
+  meta-model FILE           a meta-model spec in JSON or YAML (threshold, dispatch,
+                            combination; see platform/registry/meta_models.py) -> its model ID
 """
 
 import argparse
@@ -22,7 +24,7 @@ import urllib.request
 
 import yaml
 
-from roundhouse.platform.registry import store as store_lib
+from roundhouse.platform.registry import meta_models, store as store_lib
 from roundhouse.platform.registry import tags as tags_lib
 from roundhouse.platform.home import default_home
 
@@ -53,7 +55,8 @@ class Client:
                            "(start it with `bazel run //platform/training:server`, or pass --server)") from None
 
 
-def load_request(path: pathlib.Path) -> dict:
+def load_spec(path: pathlib.Path):
+    """A JSON or YAML file's value, by its suffix."""
     try:
         text = path.read_text()
     except OSError as e:
@@ -62,6 +65,11 @@ def load_request(path: pathlib.Path) -> dict:
         body = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (ValueError, yaml.YAMLError) as e:
         raise CliError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    return body
+
+
+def load_request(path: pathlib.Path) -> dict:
+    body = load_spec(path)
     # Local paths may be written relative to the home folder; the service needs them whole.
     parquet = (body.get("data") or {}).get("parquet") if isinstance(body, dict) else None
     if isinstance(parquet, dict) and isinstance(parquet.get("uri"), str) and "://" not in parquet["uri"]:
@@ -118,6 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("model_id")
     for name in ("untag", "rollback", "history"):
         sub.add_parser(name).add_argument("tag")
+    sub.add_parser("meta-model").add_argument("file", type=pathlib.Path)
     args = parser.parse_args(argv)
 
     # Relative paths are meant from where the user ran `bazel run`, not from its runfiles.
@@ -173,10 +182,13 @@ def main(argv=None) -> int:
                 print(f"{args.tag} untagged")
             elif args.command == "rollback":
                 print(f"{args.tag} -> {tags.rollback(args.tag, by=user)}")
+            elif args.command == "meta-model":
+                record = meta_models.create(models, load_spec(args.file))
+                print(record.model_id)
             elif args.command == "history":
                 for e in tags.history(args.tag):
                     print(f"{e.at}  {e.model_id or '(untagged)'}  {e.by}")
-    except (CliError, store_lib.ModelNotFound, tags_lib.TagError) as e:
+    except (CliError, store_lib.ModelNotFound, tags_lib.TagError, meta_models.SpecError) as e:
         print(f"roundhouse: error: {e}", file=sys.stderr)
         return 1
     return 0

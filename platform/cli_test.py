@@ -65,3 +65,33 @@ def test_errors_are_clear(service, tmp_path):
     assert "not valid JSON" in cli(service, "submit", str(bad), ok=False)
     assert "cannot reach the training service" in subprocess.run(
         [str(CLI), "--server", "http://127.0.0.1:9", "jobs"], capture_output=True, text=True).stderr
+
+
+def test_meta_models_through_the_cli_and_the_api(service, tmp_path):
+    from roundhouse.platform.api import model_pb2
+    from roundhouse.platform.registry.store import open_store
+    from roundhouse.platform.training.service_testlib import call
+
+    store = open_store(str(service.tmp / "models"))
+    ids = []
+    for seed in (1, 2):
+        record = model_pb2.ModelRecord(bazel_target="//x:train")
+        record.artifact.format = "joblib"
+        record.metrics["seed"] = seed
+        record.feature_set.definitions = "fraud.feat"
+        record.feature_set.columns.append("amount")
+        record.feature_set.hashes["amount"] = "h1"
+        ids.append(store.put(b"model %d" % seed, record).record.model_id)
+    spec = tmp_path / "gate.yaml"
+    spec.write_text(yaml.safe_dump({"kind": "threshold", "model": ids[0], "threshold": 0.8}))
+    gate = cli(service, "meta-model", str(spec)).strip()
+    assert gate.startswith("m-") and json.loads(cli(service, "model", gate))["meta"]["kind"] == "threshold"
+    status, out = call(service.base, "POST", "/v1/meta-models",
+                       {"kind": "combination", "method": "max", "models": [gate, ids[1]]})
+    assert status == 201 and out["children"] == [gate, ids[1]], out
+    cli(service, "tag", "fraud-max", out["model_id"])  # tagged like any model
+    status, out = call(service.base, "POST", "/v1/meta-models", {"kind": "threshold", "model": "m-x"})
+    assert status == 400 and out["field"] == "threshold", out
+    spec.write_text(json.dumps({"kind": "threshold", "model": "m-0", "threshold": 0.5}))
+    spec = spec.rename(tmp_path / "missing.json")
+    assert "no model m-0" in cli(service, "meta-model", str(spec), ok=False)

@@ -2,14 +2,18 @@
 
 XGBoost models are saved in XGBoost's own JSON format (portable across versions and
 byte-stable for the same model); other scikit-learn estimators are pickled with joblib.
+Tree ensembles also get a serving form (flat node arrays) that the scorer loads fast.
 """
 
 import io
 
 import joblib
 
+from roundhouse.platform.registry import tree_arrays
+
 XGBOOST_JSON = "xgboost-json"
 JOBLIB = "joblib"
+META_JSON = "meta-json"  # a meta-model's spec (scoring/meta.py); no fitted model inside
 
 
 def serialize(model) -> tuple[bytes, str]:
@@ -36,3 +40,12 @@ def deserialize(data: bytes, fmt: str):
     if fmt == JOBLIB:
         return joblib.load(io.BytesIO(data))
     raise ValueError(f"unknown artifact format {fmt!r}; known: {XGBOOST_JSON}, {JOBLIB}")
+
+
+def serving_forms(data: bytes, fmt: str) -> dict[str, bytes]:
+    """Files the scorer loads instead of the artifact, made once when the model is stored:
+    tree ensembles as flat node arrays (tree_arrays); nothing for other models."""
+    if fmt == META_JSON:
+        return {}
+    ensemble = tree_arrays.from_artifact(data, fmt)
+    return {} if ensemble is None else {tree_arrays.FILE: tree_arrays.dumps(ensemble)}

@@ -6,6 +6,7 @@ GET  /v1/jobs/<id>             state, timestamps, reason (no logs)
 GET  /v1/jobs/<id>/result      model ID, git SHA, metrics (409 until the job succeeded)
 GET  /v1/jobs/<id>/logs?after=N   {"text", "next"}
 POST /v1/jobs/<id>/cancel
+POST /v1/meta-models           a meta-model spec (platform/registry/meta_models.py) -> 201 {"model_id"}
 GET  /healthz
 """
 
@@ -18,6 +19,8 @@ from google.protobuf import json_format
 
 from roundhouse.platform.api import job_pb2, validate
 from roundhouse.platform.jobs.store import InvalidTransition, JobNotFound, JobStore
+from roundhouse.platform.registry import meta_models
+from roundhouse.platform.registry.store import ModelStore
 
 Job = job_pb2.Job
 
@@ -26,7 +29,7 @@ def _job_json(job: Job) -> dict:
     return json_format.MessageToDict(job, preserving_proto_field_name=True)
 
 
-def create_app(jobs: JobStore) -> Flask:
+def create_app(jobs: JobStore, models: ModelStore | None = None) -> Flask:
     app = Flask("roundhouse.training")
     log = logging.getLogger("roundhouse.training.api")
 
@@ -90,5 +93,17 @@ def create_app(jobs: JobStore) -> Flask:
         except InvalidTransition as e:
             return error(409, str(e))
         return jsonify(_job_json(job)), 202
+
+    @app.post("/v1/meta-models")
+    def create_meta_model():
+        if models is None:
+            return error(501, "this service has no model store")
+        try:
+            record = meta_models.create(models, request.get_json(force=True, silent=True))
+        except meta_models.SpecError as e:
+            return error(400, f"invalid meta-model spec: {e}", field=e.field)
+        log.info("meta-model %s created (%s)", record.model_id, record.meta.kind)
+        return jsonify({"model_id": record.model_id, "kind": record.meta.kind,
+                        "children": list(record.meta.children)}), 201
 
     return app

@@ -11,7 +11,7 @@ from roundhouse.platform import build_info as build_info_lib
 from roundhouse.platform import metrics
 from roundhouse.platform.api import model_pb2, training_pb2
 from roundhouse.platform.data import training_data
-from roundhouse.platform.registry import artifacts, store as store_lib
+from roundhouse.platform.registry import artifacts, feature_set, store as store_lib
 from roundhouse.platform.training.workflow import Workflow
 
 # Libraries whose versions every model record carries (those installed in this binary).
@@ -70,7 +70,13 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     record.params.CopyFrom(_struct(params))
     record.seeds.update({k: int(v) for k, v in params.items() if k.endswith("seed") or k == "random_state"})
     record.artifact.format = fmt
-    stored = store.put(blob, _with_timings(record, started, t0, t1, t2, t3))
+    if workflow.feature_definitions is not None:
+        try:
+            record.feature_set.CopyFrom(feature_set.describe(workflow.feature_definitions, workflow.features))
+        except feature_set.FeatureSetError as e:
+            raise InputError(f"workflow {workflow.name}: {e}") from None
+    stored = store.put(blob, _with_timings(record, started, t0, t1, t2, t3),
+                       derived=artifacts.serving_forms(blob, fmt))
     _progress(f"stored model {stored.record.model_id}" + ("" if stored.created else " (already in the store)"))
     return stored
 

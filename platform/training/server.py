@@ -21,6 +21,7 @@ from roundhouse.platform.executors.local import LocalExecutor
 from roundhouse.platform.jobs.factory import open_store as open_jobs
 from roundhouse.platform.training.app import create_app
 from roundhouse.platform.home import default_home
+from roundhouse.platform.registry.store import open_store as open_models
 from roundhouse.platform.training.worker import Worker
 
 # Workflow executables built into this binary's runfiles (see BUILD.bazel).
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s)",
                  args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)))
     try:
-        waitress.serve(create_app(jobs), host=args.host, port=args.port, threads=8, _quiet=True)
+        waitress.serve(create_app(jobs, open_models(args.store)), host=args.host, port=args.port, threads=8, _quiet=True)
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -1,12 +1,14 @@
 """The workflow contract: what a model family hands the platform.
 
 A workflow names its features and label and gives a `train(train, holdout, params)` that
-returns a fitted model with `predict_proba` (scikit-learn's estimator convention). The
+returns a fitted model with `predict_proba` (scikit-learn's estimator convention), and the
+feature definitions its columns come from, so the scorer can serve the model. The
 platform loads and splits the data, calls train, computes the metrics, stores the model
 and stamps its record; the workflow never does those itself.
 """
 
 import dataclasses
+import pathlib
 from typing import Any, Callable, Mapping
 
 import pandas as pd
@@ -19,3 +21,6 @@ class Workflow:
     label: str
     train: Callable[[pd.DataFrame, pd.DataFrame, Mapping[str, Any]], Any]
     default_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The definition file (features/defs/*.feat) whose features are the model's input
+    # columns: recorded with the model so that the scorer computes the same features online.
+    feature_definitions: pathlib.Path | None = None

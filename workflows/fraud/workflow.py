@@ -30,4 +30,5 @@ WORKFLOW = Workflow(
     label=features.LABEL,
     train=train,
     default_params=DEFAULT_PARAMS,
+    feature_definitions=features.DEFS,
 )

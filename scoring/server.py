@@ -1,0 +1,146 @@
+"""`bazel run //scoring:server -- --port N`: the scorer.
+
+Embedded defaults: models and tags from the model store the training side writes
+($ROUNDHOUSE_HOME, or --store s3://bucket/prefix), online feature state in this process
+(snapshotted under $ROUNDHOUSE_HOME/scoring/state; a restart resumes), every tag served.
+Real parts by flag: --features-store redis://HOST:PORT/DB shares the state among worker
+processes (--workers) and scorers and with //features:consume; --ingest stream hands events
+to the consumer through --redis-stream KEY or --event-log FILE; --shard NAME serves one shard
+of scoring/shards.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import pathlib
+import signal
+import socket
+import sys
+
+import waitress
+
+from roundhouse.features import eventlog
+from roundhouse.platform.home import default_home
+from roundhouse.platform.registry.store import open_store
+from roundhouse.scoring import shards as shards_lib
+from roundhouse.scoring.app import create_app
+from roundhouse.scoring.feature_state import Ingest, LocalFeatureState, RedisFeatureState, StateError
+from roundhouse.scoring.service import Scorer, load_definitions
+
+_HERE = pathlib.Path(__file__).parent  # in runfiles: not resolve(), which leads to the source tree
+DEFAULT_DEFS = _HERE.parent / "features" / "defs"
+DEFAULT_SHARDS = _HERE / "shards.yaml"
+
+
+def parse_args(argv):
+    home = default_home()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--store", default=os.environ.get("ROUNDHOUSE_STORE", str(home)),
+                   help="model store: a directory or s3://bucket/prefix")
+    p.add_argument("--defs", type=pathlib.Path, default=DEFAULT_DEFS, help="folder of feature definitions")
+    p.add_argument("--features-store", default="memory",
+                   help="online state: memory (this process) or redis://HOST:PORT/DB")
+    p.add_argument("--state-dir", type=pathlib.Path, default=home / "scoring" / "state",
+                   help="snapshots and write-ahead log of the in-process state")
+    p.add_argument("--ingest", choices=[i.value for i in Ingest], default=Ingest.STORE.value)
+    p.add_argument("--redis-stream", help="with --ingest stream: the Redis Stream key (on --features-store)")
+    p.add_argument("--event-log", type=pathlib.Path, help="with --ingest stream: a local event log file")
+    p.add_argument("--namespace", help="Redis key prefix of the state (default: by definitions)")
+    p.add_argument("--shards", type=pathlib.Path, default=DEFAULT_SHARDS)
+    p.add_argument("--shard", help="serve only this shard's tags")
+    p.add_argument("--threads", type=int, default=8, help="request threads per worker process")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (needs --features-store redis://)")
+    p.add_argument("--max-concurrency", type=int,
+                   help="requests at once per process before 429 (default: the shard's tier)")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between tag checks")
+    args = p.parse_args(argv)
+    memory = args.features_store == "memory"
+    if not memory and not args.features_store.startswith("redis://"):
+        p.error(f"--features-store {args.features_store!r}: expected memory or redis://HOST:PORT/DB")
+    if memory and args.workers > 1:
+        p.error("--workers > 1 with the in-process feature state would keep one state per process; "
+                "use --threads, or share the state with --features-store redis://...")
+    if memory and args.ingest != Ingest.STORE.value:
+        p.error(f"--ingest {args.ingest} leaves the in-process state to another process, which cannot "
+                "reach it; use --features-store redis://... (the consumer's store)")
+    if args.ingest == Ingest.STREAM.value and not (args.redis_stream or args.event_log):
+        p.error("--ingest stream needs --redis-stream KEY or --event-log FILE")
+    return args
+
+
+def state_opener(args):
+    if args.features_store == "memory":
+        return lambda program: LocalFeatureState(program, args.state_dir)
+    log = None
+    if args.ingest == Ingest.STREAM.value:
+        log = (eventlog.RedisStreamLog(args.features_store, args.redis_stream) if args.redis_stream
+               else eventlog.LocalLog(args.event_log))
+    return lambda program: RedisFeatureState(program, args.features_store, Ingest(args.ingest), log,
+                                             namespace=args.namespace)
+
+
+def serve(args, sock: socket.socket) -> None:
+    """One worker process: its own models and tag watcher, requests from the shared socket."""
+    routing = shards_lib.load(args.shards)
+    shard = None
+    if args.shard:
+        shard = routing.shards.get(args.shard)
+        if shard is None:
+            raise SystemExit(f"scorer: --shard {args.shard!r} is not in {args.shards} "
+                             f"(it has {', '.join(routing.shards)})")
+    limit = args.max_concurrency or (shard.tier.max_concurrency if shard else 64)
+    scorer = Scorer(open_store(args.store), load_definitions(args.defs), state_opener(args), routing,
+                    shard, poll_seconds=args.poll)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the state is saved on the way out
+    try:
+        scorer.start()
+        waitress.serve(create_app(scorer, max_concurrency=limit), sockets=[sock], threads=args.threads,
+                       connection_limit=limit + args.threads, _quiet=True)
+    except StateError as e:
+        raise SystemExit(f"scorer: {e}") from None
+    finally:
+        scorer.close()
+
+
+def _end_with_parent() -> None:
+    """A worker gets SIGTERM when the supervisor dies, even by SIGKILL (Linux prctl)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    logging.info("scorer on http://%s:%d (models %s, features %s, ingest %s, shard %s, %d worker(s))",
+                 args.host, sock.getsockname()[1], args.store, args.features_store, args.ingest,
+                 args.shard or "(all tags)", args.workers)
+    if args.workers == 1:
+        serve(args, sock)
+        return 0
+    children = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: everything it uses is made after the fork
+            _end_with_parent()
+            try:
+                serve(args, sock)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    signal.signal(signal.SIGTERM, lambda *_: [os.kill(c, signal.SIGTERM) for c in children])
+    for pid in children:
+        os.waitpid(pid, 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
