@@ -155,3 +155,15 @@ def test_ingest_stream_hands_events_to_the_consumer(tmp_path, redis_url):  # noq
         scorer.stop()
     want = replay(renumbered(history + [probe], seqs + [seq]), tmp_path)
     compare.assert_rows_equal([features], want[-1:])
+
+
+def test_ingest_none_serves_without_touching_the_state(tmp_path, redis_url):  # noqa: F811
+    scorer = testlib.Scorer(tmp_path, store_with_tag(tmp_path), "--features-store", redis_url,
+                            "--ingest", "none", "--namespace", "rh:readonly").start()
+    try:
+        charge = {"event_time": 1_704_067_200_000_000, "charge_id": "c", "card_id": "k"}
+        counts = [scorer.score("fraud-live", charge)[1]["features"]["card_charges_1h"] for _ in range(3)]
+    finally:
+        scorer.stop()
+    assert counts == [0, 0, 0]
+    assert redis.Redis.from_url(redis_url).hlen("rh:readonly:state") == 0

@@ -250,3 +250,26 @@ def test_one_in_process_state_has_one_owner(tmp_path, world):
     finally:
         second.stop()
         first.stop()
+
+
+def test_past_the_concurrency_limit_requests_get_429_not_a_queue(world, tmp_path):
+    import threading
+    s = testlib.Scorer(tmp_path, str(world["tmp"] / "models"), "--max-concurrency", "1", "--threads", "6",
+                       "--state-dir", str(tmp_path / "state")).start()
+    statuses = []
+    batch = {"events": [charge(i, card=f"card-q{i % 7}") for i in range(1000)]}
+
+    def send():
+        statuses.append(call(s.base, "POST", "/v1/score/fraud-prod/batch", batch, timeout=120)[0])
+    try:
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}, statuses
+        import urllib.request
+        text = urllib.request.urlopen(s.base + "/metrics").read().decode()
+        assert "scoring_rejected_total" in text and "scoring_rejected_total 0.0" not in text
+    finally:
+        s.stop()

@@ -41,6 +41,11 @@ class ScoringError(Exception):
         self.status, self.extra = status, extra
 
 
+def _bad_fields(errors: list[events.FieldError]) -> ScoringError:
+    return ScoringError(400, "; ".join(f"{e.field}: {e.message}" for e in errors),
+                        fields=[e.to_dict() for e in errors])
+
+
 @dataclasses.dataclass(frozen=True)
 class Serving:
     tag: str
@@ -191,8 +196,7 @@ class Scorer:
             except events.EventError as e:
                 errors += e.errors
         if errors:
-            raise ScoringError(400, "; ".join(f"{e.field}: {e.message}" for e in errors),
-                               fields=[e.to_dict() for e in errors])
+            raise _bad_fields(errors)
         return serving, parsed
 
     def score(self, serving: Serving, event: events.Event, explain: bool) -> dict:
@@ -230,8 +234,7 @@ class Scorer:
                     errors += e.errors
                     break
         if errors:
-            raise ScoringError(400, "; ".join(f"{e.field}: {e.message}" for e in errors),
-                               fields=[e.to_dict() for e in errors])
+            raise _bad_fields(errors)
         seqs: dict[str, list[int]] = {}
         for name, state, event in plan:
             seqs.setdefault(name, []).append(state.apply(event)[0])

@@ -29,7 +29,8 @@ def _job_json(job: Job) -> dict:
     return json_format.MessageToDict(job, preserving_proto_field_name=True)
 
 
-def create_app(jobs: JobStore, models: ModelStore | None = None) -> Flask:
+def create_app(jobs: JobStore, models: ModelStore | None = None, workflows: set[str] | None = None) -> Flask:
+    """`workflows`: the names this service can run (None: any; the executor decides)."""
     app = Flask("roundhouse.training")
     log = logging.getLogger("roundhouse.training.api")
 
@@ -51,6 +52,10 @@ def create_app(jobs: JobStore, models: ModelStore | None = None) -> Flask:
             req = validate.parse_request(request.get_data())
         except validate.RequestError as e:
             return jsonify({**e.to_dict(), "error": f"invalid training request: {e}"}), 400
+        if workflows is not None and req.workflow not in workflows:
+            known = ", ".join(sorted(workflows)) or "none"
+            return error(400, f"invalid training request: workflow: unknown workflow {req.workflow!r}; "
+                              f"this service runs {known}", field="workflow", known=sorted(workflows))
         job = jobs.create(req)
         log.info("job %s queued: workflow=%s owner=%s", job.id, req.workflow, req.metadata.owner)
         return jsonify({"job_id": job.id}), 202

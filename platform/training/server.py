@@ -8,6 +8,7 @@ template, resource table; the cluster comes from ~/.kube/config or the pod's ser
 """
 
 import argparse
+import json
 import logging
 import os
 import pathlib
@@ -24,9 +25,16 @@ from roundhouse.platform.home import default_home
 from roundhouse.platform.registry.store import open_store as open_models
 from roundhouse.platform.training.worker import Worker
 
-# Workflow executables built into this binary's runfiles (see BUILD.bazel).
-_RUNFILES = pathlib.Path(__file__).parents[2]  # not resolve(): that leads to the source tree
-BUILT_WORKFLOWS = {"fraud": "workflows/fraud/train"}
+# Workflow executables built into this binary's runfiles: every workflows/<name>/ of the
+# build, listed by @workflows (tools/workflows/registry.bzl).
+_RUNFILES = pathlib.Path(__file__).parents[3]  # not resolve(): that leads to the source tree
+_REGISTRY = _RUNFILES / "workflows" / "registry.json"
+
+
+def built_workflows() -> dict[str, pathlib.Path]:
+    """name -> the workflow's train binary in this binary's runfiles."""
+    registry = json.loads(_REGISTRY.read_text()) if _REGISTRY.exists() else {}
+    return {name: _RUNFILES / "roundhouse" / path for name, path in registry.items()}
 
 
 def parse_args(argv):
@@ -48,8 +56,7 @@ def parse_args(argv):
     parser.add_argument("--executor", choices=("local", "kubernetes"), default="local")
     parser.add_argument("--kube-config", type=pathlib.Path, help="executor config (YAML) for --executor kubernetes")
     args = parser.parse_args(argv)
-    workflows = {name: str(_RUNFILES / path) for name, path in BUILT_WORKFLOWS.items()
-                 if (_RUNFILES / path).exists()}
+    workflows = {name: str(path) for name, path in built_workflows().items() if path.exists()}
     for item in args.workflow:
         name, sep, command = item.partition("=")
         if not sep or not name or not command:
@@ -91,7 +98,7 @@ def main(argv=None) -> int:
     logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s)",
                  args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)))
     try:
-        waitress.serve(create_app(jobs, open_models(args.store)), host=args.host, port=args.port, threads=8, _quiet=True)
+        waitress.serve(create_app(jobs, open_models(args.store), workflows=set(args.workflows)), host=args.host, port=args.port, threads=8, _quiet=True)
     finally:
         stop.set()
         thread.join(timeout=5)

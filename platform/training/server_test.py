@@ -79,18 +79,17 @@ def test_cancel_time_limit_and_failures_carry_a_reason(tmp_path, data):
 
         # These run side by side (the service runs two jobs at once).
         limited = call(svc.base, "POST", "/v1/jobs", request(data, sleep_seconds=120))[1]["job_id"]
-        broken = call(svc.base, "POST", "/v1/jobs", {**request(data), "workflow": "churn"})[1]["job_id"]
+        status, refused = call(svc.base, "POST", "/v1/jobs", {**request(data), "workflow": "churn"})
+        assert status == 400 and refused["field"] == "workflow" and refused["known"] == ["fraud", "toy"], refused
         missing = request(data)
         missing["data"]["parquet"]["uri"] = str(tmp_path / "nope.parquet")
         missing = call(svc.base, "POST", "/v1/jobs", missing)[1]["job_id"]
 
-        job = svc.wait(broken)
-        assert job["state"] == "FAILED" and "churn" in job["reason"]
         job = svc.wait(missing)
         assert job["state"] == "FAILED" and "exited with code" in job["reason"]
         job = svc.wait(limited)
         assert job["state"] == "FAILED" and "time limit" in job["reason"]
-        assert call(svc.base, "GET", f"/v1/jobs/{broken}/result")[0] == 409
+        assert call(svc.base, "GET", f"/v1/jobs/{missing}/result")[0] == 409
     finally:
         svc.stop()
 
