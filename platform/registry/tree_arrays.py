@@ -48,6 +48,7 @@ _ALIGN = 64
 _LEVELS = 3  # tree levels walked per step
 _WIDTH = 2 ** _LEVELS  # condition slots and exits per step row (7 conditions + 1 padding)
 _LINKS = ("sigmoid", "identity")
+CHUNK = 2 ** 18  # elements of the (rows, trees, 8) intermediates per chunk of rows
 
 # Artifact formats, as named by roundhouse.platform.registry.artifacts.
 _XGBOOST_JSON = "xgboost-json"
@@ -133,8 +134,8 @@ class TreeEnsemble:
             raise ValueError(f"predict_proba takes rows of {self.n_features} features, got shape {X.shape}")
         if not self.allows_missing and np.isnan(X).any():
             raise ValueError("this model does not accept missing values (NaN), as its library refuses them")
-        # Chunks keep the (rows, trees, 8) intermediates near 8 MB.
-        chunk = max(1, 2 ** 20 // (self.n_trees * _WIDTH))
+        # Chunks bound the (rows, trees, 8) intermediates.
+        chunk = max(1, CHUNK // (self.n_trees * _WIDTH))
         margin = np.concatenate([self._margins(X[i:i + chunk]) for i in range(0, len(X), chunk)]
                                 or [np.empty(0)])
         if self.link == "identity":
@@ -151,7 +152,9 @@ class TreeEnsemble:
         c = c.reshape(-1)
         for step in range(1, len(tables)):
             row = tables[step - 1].take(at)
-            bits = c.take(self.conds[step].take(row, axis=0) + row_start)
+            index = self.conds[step].take(row, axis=0)
+            index += row_start  # in place: a second temporary this size costs more than the add
+            bits = c.take(index)
             at = (row << _LEVELS) + EXIT.take(np.packbits(bits)).reshape(n, n_trees)
         return self.base_margin + tables[-1].take(at).sum(axis=1)
 
