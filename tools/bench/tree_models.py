@@ -83,13 +83,12 @@ def measure_load(engine, path):
     model = load_engine(engine, path)
     ms = (time.perf_counter() - t0) * 1e3
     extra = rss_bytes() - before
-    del model
+    assert model is not None  # still held while RSS was read
     return {"ms": ms, "mib": extra / 2 ** 20}
 
 
 def predictor(engine, model):
     """f(rows: float32 (n, 12)) -> P(class 1), one call of the engine's own predict API."""
-    import numpy as np
     if engine.startswith("xgboost"):
         return lambda x: model.inplace_predict(x)
     if engine == "onnxruntime":
@@ -228,9 +227,9 @@ def make_models(tmp, x, y, n_trees):
     t0 = time.perf_counter()
     ensemble = tree_arrays.from_xgboost_json(paths["xgboost-json"].read_bytes())
     paths["ours"].write_bytes(tree_arrays.dumps(ensemble))
-    print(f"{n_trees} trees: serving form built in {time.perf_counter() - t0:.2f} s, "
-          f"{paths['ours'].stat().st_size / 2 ** 20:.2f} MiB (JSON {paths['xgboost-json'].stat().st_size / 2 ** 20:.2f} MiB)",
-          file=sys.stderr)
+    mib = {k: p.stat().st_size / 2 ** 20 for k, p in paths.items()}
+    print(f"{n_trees} trees: serving form built in {time.perf_counter() - t0:.2f} s, {mib['ours']:.2f} MiB "
+          f"(XGBoost JSON {mib['xgboost-json']:.2f} MiB)", file=sys.stderr)
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -243,7 +242,8 @@ def bench(n_trees, tmp, x, y, data_path, venv, loads):
     import numpy as np
     paths = make_models(tmp, x, y, n_trees)
     digest = hashlib.sha256(pathlib.Path(paths["xgboost-json"]).read_bytes()).hexdigest()[:16]
-    paths.update(run_worker(venv, "convert", paths["xgboost-json"], str(pathlib.Path(venv).parents[1] / "converted" / digest)))
+    converted = pathlib.Path(venv).parents[1] / "converted" / digest  # inside the venv
+    paths.update(run_worker(venv, "convert", paths["xgboost-json"], str(converted)))
     reference = None
     rows = []
     for engine, python in [("xgboost-json", sys.executable), ("xgboost-ubjson", sys.executable),
@@ -251,7 +251,9 @@ def bench(n_trees, tmp, x, y, data_path, venv, loads):
                            ("ours", sys.executable)]:
         if engine not in paths:
             continue
-        load_ms, mib = (None, None) if engine.startswith("treelite") else median_load(python, engine, paths[engine], loads)
+        load_ms, mib = (None, None)  # treelite: only its prediction is compared
+        if not engine.startswith("treelite"):
+            load_ms, mib = median_load(python, engine, paths[engine], loads)
         latency = None
         if engine != "xgboost-ubjson":  # the same booster as from JSON once loaded
             # Ours and XGBoost run in this interpreter, the others in the venv's.
@@ -264,8 +266,8 @@ def bench(n_trees, tmp, x, y, data_path, venv, loads):
     return rows
 
 
-def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+def fmt(value, width, decimals):
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
 
 
 def print_table(rows):
@@ -277,7 +279,7 @@ def print_table(rows):
         one = "-" if lat is None else f"{lat['one'][0]:.1f}/{lat['one'][1]:.1f}"
         batch = "-" if lat is None else f"{lat['batch'][0]:.0f}/{lat['batch'][1]:.0f}"
         diff = "-" if lat is None else f"{lat['max_diff']:.1e}"
-        print(f"{engine:<18} {n_trees:>5} {fmt(load_ms, '8.1f')} {fmt(mib, '9.1f')} {one:>17} {batch:>19} {diff:>9}")
+        print(f"{engine:<18} {n_trees:>5} {fmt(load_ms, 8, 1)} {fmt(mib, 9, 1)} {one:>17} {batch:>19} {diff:>9}")
 
 
 def main():
