@@ -22,7 +22,9 @@ from __future__ import annotations
 import abc
 import enum
 import fcntl
+import gc
 import json
+import logging
 import os
 import pathlib
 import threading
@@ -31,6 +33,8 @@ from roundhouse.features import eventlog, stores
 from roundhouse.features import syntax as ast
 from roundhouse.features.online import OnlineProgram
 from roundhouse.scoring.events import Event
+
+log = logging.getLogger("roundhouse.scoring.state")
 
 
 class Ingest(enum.Enum):
@@ -121,9 +125,35 @@ class LocalFeatureState(FeatureState):
                 self.store.commit(self._wal.tell())
                 self._unsaved = False
 
+    def save_in_background(self) -> None:
+        """Like save, but the snapshot is written by a forked child from its copy-on-write
+        image of the state, as Redis's BGSAVE does: requests wait only for the fork, not for
+        pickling the whole state."""
+        with self._lock:
+            if not self._unsaved:
+                return
+            os.fsync(self._wal.fileno())
+            position = self._wal.tell()
+            pid = os.fork()
+            if pid == 0:  # the child: only this thread exists; write the snapshot and leave
+                code = 1
+                try:
+                    self.store.commit(position)
+                    code = 0
+                finally:
+                    os._exit(code)
+            self._unsaved = False
+        # The state's objects have lived for a snapshot period: keep the cyclic collector from
+        # scanning them on every full collection (their lists of ints and strings hold no cycles).
+        gc.freeze()
+        if os.waitpid(pid, 0)[1] != 0:
+            log.error("snapshot of %s failed in pid %d; the write-ahead log still has every event",
+                      self.log_path.parent, pid)
+            self._unsaved = True
+
     def _save_every(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
-            self.save()
+            self.save_in_background()
 
     def close(self):
         self._stop.set()
