@@ -24,10 +24,11 @@ That is ~20 numpy calls per row whatever the number of trees (three levels per s
 of one cuts the calls about threefold against a plain level-by-level walk).
 
 File layout (`dumps`): 8-byte magic, the header's length (uint64 LE), a JSON header (format,
-n_features, base margin, link, and each array's name, dtype, shape and offset), then the arrays,
-raw little-endian, each at a 64-byte-aligned offset. No timestamps: the same model gives the
-same bytes. The header is checked on load; array contents are not (bounds are still checked
-by numpy's take at predict time).
+n_features, base margin, link, whether NaN is accepted, and each array's name, dtype, shape
+and offset from the start of the arrays), then the arrays, raw little-endian, each 64-byte
+aligned. No timestamps: the same model gives the same bytes. Loading checks the header, the
+arrays' dtypes and shapes and the total size, not the arrays' contents (which would mean
+reading them all; numpy's take still bounds-checks every index at predict time).
 """
 
 import dataclasses
@@ -48,7 +49,7 @@ _ALIGN = 64
 _LEVELS = 3  # tree levels walked per step
 _WIDTH = 2 ** _LEVELS  # condition slots and exits per step row (7 conditions + 1 padding)
 _LINKS = ("sigmoid", "identity")
-CHUNK = 2 ** 18  # elements of the (rows, trees, 8) intermediates per chunk of rows
+_CHUNK = 2 ** 18  # elements of the (rows, trees, 8) intermediates per chunk of rows
 
 # Artifact formats, as named by roundhouse.platform.registry.artifacts.
 _XGBOOST_JSON = "xgboost-json"
@@ -134,8 +135,7 @@ class TreeEnsemble:
             raise ValueError(f"predict_proba takes rows of {self.n_features} features, got shape {X.shape}")
         if not self.allows_missing and np.isnan(X).any():
             raise ValueError("this model does not accept missing values (NaN), as its library refuses them")
-        # Chunks bound the (rows, trees, 8) intermediates.
-        chunk = max(1, CHUNK // (self.n_trees * _WIDTH))
+        chunk = max(1, _CHUNK // (self.n_trees * _WIDTH))
         margin = np.concatenate([self._margins(X[i:i + chunk]) for i in range(0, len(X), chunk)]
                                 or [np.empty(0)])
         if self.link == "identity":
@@ -216,9 +216,17 @@ def _concat_trees(trees) -> _Nodes:
 
 
 def _compile(nodes: _Nodes, n_features: int, base_margin: float, link: str, allows_missing: bool) -> TreeEnsemble:
-    n = len(nodes.feature)
-    leaf = nodes.left < 0
-    internal = ~leaf
+    _validate(nodes, n_features)
+    slot, thr, true_child, false_child = _orient(nodes, n_features)
+    cond, counts, thresholds = _conditions(slot, thr, nodes.left >= 0, n_features)
+    conds, tables = _steps(nodes, true_child, false_child, cond, never=len(thresholds) - 1)
+    return TreeEnsemble(n_features=n_features, base_margin=float(base_margin), link=link,
+                        allows_missing=allows_missing, counts=counts, thresholds=thresholds,
+                        conds=conds, tables=tables)
+
+
+def _validate(nodes, n_features):
+    n, internal = len(nodes.feature), nodes.left >= 0
     if (nodes.right[internal] < 0).any() or (np.maximum(nodes.left, nodes.right) >= n).any():
         raise ValueError("malformed trees: a child index is missing or out of range")
     if ((nodes.feature[internal] < 0) | (nodes.feature[internal] >= n_features)).any():
@@ -227,42 +235,52 @@ def _compile(nodes: _Nodes, n_features: int, base_margin: float, link: str, allo
     if np.isnan(nodes.threshold[internal]).any():
         raise ValueError("malformed trees: a split threshold is NaN")
 
-    # Condition of each node: true sends it to true_child. Default-left nodes test x >= t
-    # (NaN: false, left); default-right ones test -x >= nextafter(-t, inf), i.e. x < t
-    # (NaN: false, right), with their children swapped.
-    dl = nodes.default_left
+
+def _orient(nodes, n_features):
+    """Each node's condition (slot of xa, threshold) and the child it goes to when the
+    condition is true or false. Default-left nodes test x >= t (NaN: false, left);
+    default-right ones test -x >= nextafter(-t, inf), i.e. x < t (NaN: false, right), with
+    their children swapped. Leaves go to themselves either way."""
+    dl, leaf = nodes.default_left, nodes.left < 0
     slot = np.where(dl, nodes.feature, nodes.feature + n_features)
     thr = np.where(dl, nodes.threshold, np.nextafter(-nodes.threshold, np.float32(np.inf))).astype(np.float32)
-    self_ = np.arange(n, dtype=np.intp)
+    self_ = np.arange(len(leaf), dtype=np.intp)
     true_child = np.where(leaf, self_, np.where(dl, nodes.right, nodes.left))
     false_child = np.where(leaf, self_, np.where(dl, nodes.left, nodes.right))
+    return slot, thr, true_child, false_child
 
-    # Distinct conditions, grouped by slot (np.repeat fills xa's slots in order), then the
-    # always-false one: threshold NaN, last in the last slot's group.
+
+def _conditions(slot, thr, internal, n_features):
+    """The distinct conditions, grouped by slot (np.repeat fills xa's slots in order), then
+    the always-false one (threshold NaN, last in the last slot's group). Returns each node's
+    condition index (leaves: the always-false one), the counts per slot and the thresholds."""
     key = (slot.astype(np.int64) << 32) | thr.view(np.uint32).astype(np.int64)
     unique, cond_of = np.unique(key[internal], return_inverse=True)
-    never = len(unique)
-    cond = np.full(n, never, np.intp)
+    cond = np.full(len(slot), len(unique), np.intp)
     cond[internal] = cond_of.reshape(-1)
     counts = np.bincount(unique >> 32, minlength=2 * n_features).astype(np.int64)
     counts[-1] += 1
     thresholds = np.append((unique & 0xFFFFFFFF).astype(np.uint32).view(np.float32), np.float32(np.nan))
+    return cond, counts, thresholds
 
-    n_steps = max(1, math.ceil(_depth(nodes.roots, true_child, false_child, leaf) / _LEVELS))
+
+def _steps(nodes, true_child, false_child, cond, never):
+    """Per step, the condition rows and the exit tables of the nodes where walks can be
+    (padding: `never`, the always-false condition)."""
+    n_steps = max(1, math.ceil(_depth(nodes.roots, true_child, false_child, nodes.left < 0) / _LEVELS))
     conds, tables = [], []
     rows = nodes.roots
     for step in range(n_steps):
         heap = _heap(rows, true_child, false_child)
-        conds.append(np.concatenate((cond[heap], np.full((len(rows), 1), never, np.intp)), axis=1))
+        padding = np.full((len(rows), 1), never, np.intp)
+        conds.append(np.concatenate((cond[heap], padding), axis=1).astype(np.int64))
         exits = _exits(heap, true_child, false_child)
         if step == n_steps - 1:  # every walk has reached its leaf
             tables.append(nodes.value[exits])
         else:
             rows = np.unique(exits)
             tables.append(np.searchsorted(rows, exits).astype(np.int64))
-    return TreeEnsemble(n_features=n_features, base_margin=float(base_margin), link=link,
-                        allows_missing=allows_missing, counts=counts, thresholds=thresholds,
-                        conds=tuple(c.astype(np.int64) for c in conds), tables=tuple(tables))
+    return tuple(conds), tuple(tables)
 
 
 def _depth(roots, true_child, false_child, leaf) -> int:
@@ -327,7 +345,7 @@ def _xgboost_tree(tree, index):
         raise UnsupportedModel(f"XGBoost tree {index} has vector leaves")
     left = np.asarray(tree["left_children"], np.intp)
     cond = np.asarray(tree["split_conditions"], np.float64)
-    # XGBoost keeps a leaf's value in split_conditions (base_weights is the pre-split weight).
+    # A leaf's value is its split_condition, as XGBoost's own loader reads it.
     return (np.asarray(tree["split_indices"], np.intp), cond.astype(np.float32), left,
             np.asarray(tree["right_children"], np.intp), np.asarray(tree["default_left"], bool),
             np.where(left < 0, cond.astype(np.float32), 0.0))
@@ -434,7 +452,7 @@ def from_artifact(data: bytes, fmt: str) -> TreeEnsemble | None:
             return from_sklearn(joblib.load(io.BytesIO(data)))
     except UnsupportedModel:
         return None
-    return None
+    return None  # another format (meta-json, ...): no trees
 
 
 # --- Bytes and files --------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def boundary_rows(features, thresholds, n_features, n=500, seed=0):
 
 
 def xgboost_splits(model):
-    trees = json.loads(bytes(model.get_booster().save_raw(raw_format="json")))["learner"]["gradient_booster"]["model"]["trees"]
+    learner = json.loads(bytes(model.get_booster().save_raw(raw_format="json")))["learner"]
+    trees = learner["gradient_booster"]["model"]["trees"]
     internal = [np.asarray(t["left_children"]) >= 0 for t in trees]
     return (np.concatenate([np.asarray(t["split_indices"])[i] for t, i in zip(trees, internal)]),
             np.concatenate([np.asarray(t["split_conditions"])[i] for t, i in zip(trees, internal)]))
