@@ -195,12 +195,14 @@ class RedisStore:
         lateness = self.online.program.lateness_micros
         kinds = {g.id: g for g in self.online.groups}
         evict = {}
-        if meta[0] is not None:
+        if meta[0] is not None and self.online.window_groups:
+            # One round trip for every group's expired keys, not one per group.
+            query = self.r.pipeline(transaction=False)
             for g in self.online.window_groups:
-                cutoff = meta[0] - lateness - g.max_window
-                old = self.r.zrangebyscore(self._idx(g.id), "-inf", f"({cutoff}")
+                query.zrangebyscore(self._idx(g.id), "-inf", f"({meta[0] - lateness - g.max_window}")
+            for g, old in zip(self.online.window_groups, query.execute()):
                 if old:
-                    evict[g.id] = (cutoff, [m.decode() for m in old])
+                    evict[g.id] = [m.decode() for m in old]
         pipe = self.r.pipeline(transaction=True)
         mapping, scores = {}, {}
         for gid, key in dirty:
@@ -217,7 +219,7 @@ class RedisStore:
             pipe.hset(self.k_state, mapping=mapping)
         for gid, sc in scores.items():
             pipe.zadd(self._idx(gid), sc)
-        for gid, (cutoff, members) in evict.items():
+        for gid, members in evict.items():
             members = [m for m in members if m not in mapping]
             if members:
                 pipe.hdel(self.k_state, *members)
