@@ -9,7 +9,6 @@ served for the event, and the event's own fields (a dispatch rule reads those).
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Mapping, Protocol
 
 import numpy as np
@@ -84,8 +83,3 @@ def load_leaf(store: ModelStore, record: model_pb2.ModelRecord) -> Scorable:
         return TreeModel(mid, record, ensemble)
     return EstimatorModel(mid, record, artifacts.deserialize(data, fmt))
 
-
-def timed(load, *args) -> tuple[Scorable, float]:
-    t0 = time.perf_counter()
-    model = load(*args)
-    return model, time.perf_counter() - t0

@@ -17,7 +17,7 @@ import xgboost
 
 from roundhouse.platform.api import model_pb2
 from roundhouse.platform.registry import artifacts, feature_set
-from roundhouse.platform.registry.store import ModelStore, open_store
+from roundhouse.platform.registry.store import ModelStore
 from roundhouse.testing.ports import free_port
 
 HERE = pathlib.Path(__file__).parent
@@ -96,6 +96,3 @@ class Scorer:
             self.proc.send_signal(sig)
             self.proc.wait(30)
 
-
-def models_store(path: pathlib.Path) -> ModelStore:
-    return open_store(str(path))
