@@ -52,6 +52,10 @@ class LocalExecutor:
             raise UnknownWorkflow(f"workflow {request.workflow!r} has no executable here (known: {known})")
         workdir = self.jobs_dir / job_id
         workdir.mkdir(parents=True, exist_ok=True)
+        if self._alive(workdir):
+            # A service killed between starting this job's process and recording it: the
+            # process still runs, so take it back instead of starting a second one in its folder.
+            return str(workdir)
         for stale in ("exit_code", "result.json", "output.log"):  # a re-run starts clean
             (workdir / stale).unlink(missing_ok=True)
         (workdir / "request.json").write_text(json_format.MessageToJson(request))

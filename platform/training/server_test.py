@@ -102,6 +102,6 @@ def test_a_killed_service_loses_no_job(service, data):
     service.start()
     for job_id in [running] + queued:
         job = service.wait(job_id)
-        assert job["state"] == "SUCCEEDED", job
+        assert job["state"] == "SUCCEEDED", (job["reason"], job)
     logs = call(service.base, "GET", f"/v1/jobs/{running}/logs")[1]["text"]
     assert "[toy] still training" in logs
