@@ -84,7 +84,7 @@ def create_app(scorer: Scorer, max_concurrency: int = 64, max_body: int = MAX_BO
 
     @app.post("/v1/score/<tag>")
     def score(tag):
-        explain = request.args.get("explain", "") not in ("", "0", "false")
+        explain = _explain()
 
         def run():
             serving, [event] = scorer.parse(tag, [body()], where_prefix=False)
@@ -94,7 +94,7 @@ def create_app(scorer: Scorer, max_concurrency: int = 64, max_body: int = MAX_BO
 
     @app.post("/v1/score/<tag>/batch")
     def score_batch(tag):
-        explain = request.args.get("explain", "") not in ("", "0", "false")
+        explain = _explain()
 
         def run():
             items = _events_list(body(), required=True)
@@ -125,6 +125,10 @@ def create_app(scorer: Scorer, max_concurrency: int = 64, max_body: int = MAX_BO
         return Response(m.exposition(), mimetype="text/plain; version=0.0.4")
 
     return app
+
+
+def _explain() -> bool:
+    return request.args.get("explain", "") not in ("", "0", "false")
 
 
 def _events_list(value, required: bool) -> list:

@@ -14,10 +14,10 @@ import datetime as dt
 import json
 import math
 
+from roundhouse.features import eventlog
 from roundhouse.features import syntax as ast
 
 INT64 = (-(1 << 63), (1 << 63) - 1)
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EXPECTED = {ast.Base.INT: "an integer", ast.Base.FLOAT: "a number", ast.Base.BOOL: "true or false",
              ast.Base.STRING: "a string"}
 
@@ -84,8 +84,7 @@ def event_time(value) -> int:
         raise ValueError(f"{value!r} is not an RFC 3339 time (2024-01-01T00:00:00Z)") from None
     if parsed.tzinfo is None or "T" not in text.upper():
         raise ValueError(f"{value!r} has no UTC offset: write it as 2024-01-01T00:00:00Z")
-    delta = parsed - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return eventlog.micros(parsed)
 
 
 def _kind(value) -> str:

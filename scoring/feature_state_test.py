@@ -1,5 +1,7 @@
 import pathlib
 
+import pytest
+
 from roundhouse.features import lang, online, stores
 from roundhouse.scoring import events
 from roundhouse.scoring.feature_state import LocalFeatureState, StateError
@@ -22,11 +24,8 @@ def test_a_background_snapshot_holds_every_event_applied_before_it(tmp_path):
         saved = stores.MemoryStore(online.OnlineProgram(PROGRAM), snapshot=snapshot)
         assert saved.meta[1] == 5 and saved.position == (tmp_path / snapshot.parent / "events.jsonl").stat().st_size
         assert saved.serve({"seq": 6, "t": T0 + 6, "stream": "charge", "card_id": "k"})["card_charges_1h"] == 5
-        try:
+        with pytest.raises(StateError, match="owns the in-process feature state"):
             LocalFeatureState(PROGRAM, tmp_path)
-            raise AssertionError("a second owner was let in")
-        except StateError as e:
-            assert "owns the in-process feature state" in str(e)
     finally:
         state.close()
     again = LocalFeatureState(PROGRAM, tmp_path)

@@ -7,7 +7,6 @@ Redis state: afterwards every served value, and the state itself, equal a replay
 accepted events in the order the scorers numbered them.
 """
 
-import datetime as dt
 import pathlib
 import pickle
 import subprocess
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from roundhouse.features import compare, events as events_mod, gen, lang, online, stores
+from roundhouse.features import compare, eventlog, events as events_mod, gen, lang, online, stores
 from roundhouse.platform.registry.store import open_store
 from roundhouse.platform.registry.tags import TagStore
 from roundhouse.scoring import testlib
@@ -40,8 +39,7 @@ def replay(table: pa.Table, tmp: pathlib.Path) -> list[dict]:
 def body(row: dict, i: int) -> dict:
     """An event as a client sends it: its stream's fields, event_time in either accepted form."""
     t = row["event_time"]
-    micros = (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
-    out = {"event_time": micros if i % 2 else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    out = {"event_time": eventlog.micros(t) if i % 2 else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
     for f in PROGRAM.streams[row["stream"]].fields:
         out[f.name] = row[f.name]
     return out
@@ -126,8 +124,7 @@ def test_concurrent_clients_lose_nothing_and_count_nothing_twice(tmp_path, redis
     program = online.OnlineProgram(PROGRAM)
     fresh = stores.RedisStore(program, redis_url, namespace="rh:check", fresh=True)
     for event in renumbered(rows, seqs).to_pylist():
-        t = (event["event_time"] - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
-        fresh.process_batch([program.row({**event, "t": t})])
+        fresh.process_batch([program.row({**event, "t": eventlog.micros(event["event_time"])})])
     r = redis.Redis.from_url(redis_url)
     state = lambda ns: {k: pickle.loads(v) for k, v in r.hgetall(f"{ns}:state").items()}  # noqa: E731
     assert state("rh:live") == state("rh:check")

@@ -84,16 +84,19 @@ class Scorer:
         self._failed: dict[str, str] = {}  # model ID -> load error, not retried every poll
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self.synced = False  # every tag of this shard looked at once
+        self.wanted: list[str] | None = None  # the tags of the last refresh; None before the first
 
     # ------------------------------------------------------------------ tags and models
-    def wanted_tags(self) -> list[str]:
-        return list(self.shard.tags) if self.shard else sorted(self.tags.list())
+    def _targets(self) -> dict[str, str | None]:
+        """Each tag this process serves -> the model it points at now (one read per tag)."""
+        if self.shard:
+            return {tag: self.tags.get(tag) for tag in self.shard.tags}
+        return self.tags.list()
 
     def refresh(self) -> None:
         """One pass over the served tags: load, warm and switch to any model a tag now names."""
-        for tag in self.wanted_tags():
-            target = self.tags.get(tag)
+        targets = self._targets()
+        for tag, target in targets.items():
             current = self.serving.get(tag)
             if target is None:
                 self.errors[tag] = f"tag {tag!r} points at no model"
@@ -123,9 +126,9 @@ class Scorer:
             self.metrics.serving.labels(tag, target).set(1)
             log.info("tag %s: serving %s (loaded and warmed in %.1f ms)%s", tag, target,
                      serving.load_seconds * 1000, f", was {current.model.model_id}" if current else "")
-        for tag in set(self.serving) - set(self.wanted_tags()):
+        for tag in set(self.serving) - set(targets):
             self.errors[tag] = f"tag {tag!r} no longer exists"
-        self.synced = True
+        self.wanted = list(targets)
 
     def _load(self, tag: str, model_id: str) -> Serving:
         t0 = time.perf_counter()
@@ -241,9 +244,9 @@ class Scorer:
         return {"accepted": len(bodies), "seqs": seqs}
 
     def health(self) -> tuple[bool, dict]:
-        wanted = self.wanted_tags() if self.synced else []
-        missing = [t for t in wanted if t not in self.serving]
-        ready = self.synced and not missing and bool(wanted or not self.shard)
+        synced = self.wanted is not None
+        missing = [t for t in self.wanted or () if t not in self.serving]
+        ready = synced and not missing and bool(self.wanted or not self.shard)
         return ready, {
             "status": "ok" if ready and not self.errors else ("degraded" if ready else "starting"),
             "shard": self.shard.name if self.shard else None,
