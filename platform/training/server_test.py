@@ -65,7 +65,7 @@ def test_bad_requests_get_400_naming_the_field(tmp_path, data, change, field):
 
 
 def test_cancel_time_limit_and_failures_carry_a_reason(tmp_path, data):
-    svc = Service(tmp_path, str(tmp_path / "jobs.sqlite"), time_limit=20).start()
+    svc = Service(tmp_path, str(tmp_path / "jobs.sqlite"), time_limit=45).start()
     try:
         slow = call(svc.base, "POST", "/v1/jobs", request(data, sleep_seconds=60))[1]["job_id"]
         svc.wait(slow, states=("running",))
