@@ -1,11 +1,6 @@
 """py_par: a py_binary packed into one self-contained zip that runs with `python3 -S FILE`."""
 
-def _runfiles_path(ctx, f):
-    # External files have short paths like ../pypi/numpy/site/...; runfiles put them at
-    # pypi/numpy/site/... (--nolegacy_external_runfiles) and ours under the workspace name.
-    if f.short_path.startswith("../"):
-        return f.short_path[3:]
-    return ctx.workspace_name + "/" + f.short_path
+load("//tools:runfiles.bzl", _runfiles_path = "runfiles_path")
 
 def _py_par_impl(ctx):
     out = ctx.actions.declare_file(ctx.label.name)
