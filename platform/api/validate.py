@@ -112,6 +112,10 @@ def check_request(request: training_pb2.TrainingRequest) -> None:
                 _check_source(request.holdout.dataset.source, "holdout.dataset.source", errors,
                               is_holdout=True)
 
+    if request.commit and not COMMIT.fullmatch(request.commit):
+        add("commit", f"{request.commit!r} is not a full git SHA (40 lower-case hex digits): "
+                      "tools/deploy tags each image with the full SHA of its commit")
+
     if request.HasField("resources"):
         res = request.resources
         if not math.isfinite(res.cpu) or res.cpu < 0:
@@ -126,6 +130,8 @@ def check_request(request: training_pb2.TrainingRequest) -> None:
         raise RequestError(errors)
 
 
+# A full git SHA: what tools/deploy tags images with.
+COMMIT = re.compile(r"[0-9a-f]{40}")
 # A folder name under workflows/.
 _WORKFLOW_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # The Kubernetes quantity grammar (resource.Quantity): a decimal number with an optional

@@ -104,6 +104,8 @@ def test_camel_case_names_are_accepted_too():
     ("resources.cpu", -2, "resources.cpu", "non-negative"),
     ("resources.type", "CPU", "resources.gpu", "only given to resources.type GPU"),
     ("workflow", "../etc", "workflow", "not a workflow name"),
+    ("commit", "3f1c2a9", "commit", "not a full git SHA"),
+    ("commit", "HEAD", "commit", "not a full git SHA"),
     ("data.parquet.uri", "gs://b/x", "data.parquet.uri", "only local paths and s3://"),
     ("data.parquet.label_columns", ["amount"], "data.parquet.label_columns[0]", "feature column"),
     ("data.parquet.filters.0.value", "DE", "data.parquet.filters[0].value", "list of values"),

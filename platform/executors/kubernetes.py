@@ -6,6 +6,11 @@ Kubernetes Job's name) is what the job store keeps so a restarted service can re
 It has the executor interface platform/training's worker drives: name, submit(job_id,
 request) -> ref, status(ref), logs(ref), cancel(ref).
 
+A Job runs the image tools/deploy pushed for the request's commit (or `main`), by the digest
+the registry gives for that tag at submit time. A commit that was never deployed fails the
+submit with ImageNotFound, so the job fails at once with the reason instead of waiting for
+Kubernetes to give up pulling.
+
 A Job whose pod cannot be scheduled, or whose image cannot be pulled, never fails by itself:
 Kubernetes keeps it pending. status() looks at the pods, reports those as failures with the
 reason (so a job is not left "running" forever) and deletes the stuck Job.
@@ -18,14 +23,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from roundhouse.platform.api import job_pb2, training_pb2
+from roundhouse.platform.images.registry import (
+    Credentials,
+    ImageResolver,
+    RegistryClient,
+)
 from roundhouse.platform.executors.status import ExecutionStatus
 from roundhouse.platform.executors import kubernetes_manifest as manifest
 
@@ -40,16 +51,25 @@ IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidIma
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 
 
+def registry_resolver(config: manifest.KubernetesConfig,
+                      environ: Mapping[str, str]) -> RegistryClient:
+    """The resolver for config's registry, with the credentials its env var names point at."""
+    return RegistryClient(
+        insecure=config.registry_insecure,
+        credentials=Credentials.from_env(config.registry_username_env,
+                                         config.registry_password_env, environ))
 
 
 class KubernetesExecutor:
     name = "kubernetes"
 
     def __init__(self, config: manifest.KubernetesConfig, api_client: client.ApiClient,
+                 resolver: ImageResolver | None = None,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.config = config
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._resolver = resolver or registry_resolver(config, os.environ)
         self._now = now
 
     # ---- submit ----
@@ -58,10 +78,14 @@ class KubernetesExecutor:
                image: str | None = None) -> str:
         """Create the Kubernetes Job; returns its name, the ref to keep in the job store.
 
+        The Job runs `image` when given, else the request's deployed image by digest; an
+        image never deployed raises ImageNotFound.
+
         Idempotent: after a crash between creating the Job and recording its name, submitting
         again finds the Job already there and adopts it, if it was made for this job id.
         """
-        body = manifest.build_job(job_id, request, self.config, image=image)
+        body = manifest.build_job(job_id, request, self.config,
+                                  image or self._image_by_digest(request))
         name = body.metadata.name
         try:
             self._batch.create_namespaced_job(self.config.namespace, body)
@@ -77,6 +101,12 @@ class KubernetesExecutor:
                                    ) from exc
             log.info("kubernetes job %s already exists; adopting it", name)
         return name
+
+    def _image_by_digest(self, request: training_pb2.TrainingRequest) -> str:
+        tagged = manifest.image_reference(request, self.config)
+        digest = self._resolver.digest(tagged)
+        log.info("image %s is %s", tagged, digest)
+        return f"{manifest.image_repository(request.workflow, self.config)}@{digest}"
 
     # ---- status ----
 

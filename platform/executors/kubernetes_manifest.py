@@ -5,6 +5,12 @@ gpu) names default requests, node selectors and tolerations; the request may ask
 cpu, memory or GPUs. Retries are the job store's business, not Kubernetes': restartPolicy
 Never and a small backoffLimit, with a deadline and a time-to-live so nothing lingers.
 
+The image is the one tools/deploy pushed for the request's commit,
+<registry>/roundhouse/<workflow>:<commit> (`main` when the request names no commit). The
+executor asks the registry for that tag's digest and hands build_job the image by digest, so
+every pod of the Job runs the same image even when the tag moves; the container gets it as
+$ROUNDHOUSE_IMAGE too, for the model record.
+
 Labels carry the job id, owner, team and workflow, sanitized to Kubernetes' label rules so
 they can be selected on; the exact values (an owner's email, the description, the request)
 go in annotations, which have no such rules.
@@ -21,7 +27,7 @@ from typing import Any, Mapping
 from google.protobuf import json_format
 from kubernetes import client
 
-from roundhouse.platform.api import training_pb2
+from roundhouse.platform.api import training_pb2, validate
 
 CONTAINER = "train"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -70,8 +76,17 @@ DEFAULT_RESOURCE_CLASSES: dict[str, ResourceClass] = {
 @dataclasses.dataclass(frozen=True)
 class KubernetesConfig:
     namespace: str = "roundhouse"
-    # Formatted with {workflow}; the image Bazel built for that workflow.
-    image_template: str = "localhost:5000/roundhouse/{workflow}:latest"
+    # Where tools/deploy pushes the images: host[:port], optionally with a path prefix
+    # (registry.example.com/ml); images are <registry>/roundhouse/<workflow>:<tag>.
+    registry: str = "localhost:5000"
+    # Plain HTTP instead of HTTPS (a registry on loopback, as in tests).
+    registry_insecure: bool = False
+    # Names of the environment variables holding the registry's username and password, for
+    # the executor's digest look-ups (the cluster pulls with image_pull_secrets); both empty:
+    # anonymous. The credentials themselves are never in a config file.
+    registry_username_env: str = ""
+    registry_password_env: str = ""
+    # Images are run by digest, which never changes what it names: no need to pull again.
     image_pull_policy: str = "IfNotPresent"
     # Formatted with {workflow} and {job_id}. The request itself travels in the environment.
     command: tuple[str, ...] = ("/app/train",)
@@ -90,6 +105,11 @@ class KubernetesConfig:
     # A pod unschedulable for this long fails the job (a cluster autoscaler may need a while).
     unschedulable_grace_seconds: float = 600.0
 
+    def __post_init__(self):
+        if "://" in self.registry or not self.registry or self.registry.endswith("/"):
+            raise ValueError(f"registry: {self.registry!r} is not host[:port][/prefix] (no scheme, "
+                             "no trailing /; registry_insecure: true selects plain HTTP)")
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "KubernetesConfig":
         """From a parsed config file (YAML/JSON); unknown keys are an error, not ignored."""
@@ -106,6 +126,21 @@ class KubernetesConfig:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+# ---- the image ----
+
+# A full git SHA or an abbreviated one, as `git rev-parse --short` prints it.
+def image_repository(workflow: str, config: KubernetesConfig) -> str:
+    return f"{config.registry}/roundhouse/{workflow}"
+
+
+def image_reference(request: training_pb2.TrainingRequest, config: KubernetesConfig) -> str:
+    """The tagged image tools/deploy pushed for the request's commit (`main` when it names none)."""
+    if request.commit and not validate.COMMIT.fullmatch(request.commit):
+        raise ValueError(f"commit: {request.commit!r} is not a full git SHA (40 lower-case hex "
+                         "digits)")
+    return f"{image_repository(request.workflow, config)}:{request.commit or 'main'}"
 
 
 # ---- label rules ----
@@ -172,7 +207,9 @@ def resources_for(request: training_pb2.TrainingRequest,
 # ---- the manifest ----
 
 def build_job(job_id: str, request: training_pb2.TrainingRequest, config: KubernetesConfig,
-              image: str | None = None) -> client.V1Job:
+              image: str) -> client.V1Job:
+    """The Job for `request`, running `image`: <registry>/roundhouse/<workflow>@sha256:..., as
+    the executor resolved image_reference(request, config)."""
     name = job_name(job_id)
     meta = request.metadata
     labels = {
@@ -199,10 +236,11 @@ def build_job(job_id: str, request: training_pb2.TrainingRequest, config: Kubern
         client.V1EnvVar(name="ROUNDHOUSE_JOB_ID", value=job_id),
         client.V1EnvVar(name="ROUNDHOUSE_WORKFLOW", value=request.workflow),
         client.V1EnvVar(name="ROUNDHOUSE_REQUEST", value=request_json),
+        client.V1EnvVar(name="ROUNDHOUSE_IMAGE", value=image),
     ]
     container = client.V1Container(
         name=CONTAINER,
-        image=image or config.image_template.format(**fmt),
+        image=image,
         image_pull_policy=config.image_pull_policy,
         command=[c.format(**fmt) for c in config.command] or None,
         args=[a.format(**fmt) for a in config.args] or None,

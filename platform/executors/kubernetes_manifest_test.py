@@ -16,6 +16,9 @@ from roundhouse.platform.api import training_pb2
 from roundhouse.platform.executors import kubernetes_manifest as m
 
 K8S_VERSION = "1.37.0"
+# What the executor hands build_job: the deployed image, by the digest the registry gave.
+IMAGE = "localhost:5000/roundhouse/fraud@sha256:" + "ab" * 32
+SHA = "3f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e"
 
 LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -33,8 +36,8 @@ ENUMS = {
 
 
 def request(type_="CPU", cpu=0.0, memory="", gpu=0, owner="ana", team="fraud",
-            description="baseline", workflow="fraud"):
-    r = training_pb2.TrainingRequest(workflow=workflow)
+            description="baseline", workflow="fraud", commit=""):
+    r = training_pb2.TrainingRequest(workflow=workflow, commit=commit)
     r.metadata.owner, r.metadata.team, r.metadata.description = owner, team, description
     r.data.parquet.uri = "s3://training/fraud/"
     r.data.parquet.label_columns.append("is_fraud")
@@ -90,12 +93,12 @@ def check_manifest(doc: dict) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_manifest_validates(case):
     doc = m.to_dict(m.build_job("0f3a9c2e7b6d4e1f8a5b3c2d1e0f9a8b", CASES[case],
-                                m.KubernetesConfig()))
+                                m.KubernetesConfig(), IMAGE))
     check_manifest(doc)
 
 
 def test_the_validator_is_not_a_rubber_stamp():
-    doc = m.to_dict(m.build_job("j1", request(), m.KubernetesConfig()))
+    doc = m.to_dict(m.build_job("j1", request(), m.KubernetesConfig(), IMAGE))
     misspelled = copy.deepcopy(doc)
     misspelled["spec"]["template"]["spec"]["restartPolicyy"] = "Never"
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -117,17 +120,19 @@ def test_the_validator_is_not_a_rubber_stamp():
 def test_job_spec_follows_the_platform_rules():
     config = m.KubernetesConfig(namespace="ml", backoff_limit=2, active_deadline_seconds=3600,
                                 ttl_seconds_after_finished=7200, env={"MODEL_STORE": "s3://m/"})
-    doc = m.to_dict(m.build_job("abc123", request(cpu=3), config))
+    doc = m.to_dict(m.build_job("abc123", request(cpu=3), config, IMAGE))
     spec, pod = doc["spec"], doc["spec"]["template"]["spec"]
     assert doc["metadata"]["namespace"] == "ml"
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"],
             spec["ttlSecondsAfterFinished"]) == (2, 3600, 7200)
     assert pod["restartPolicy"] == "Never"
     (c,) = pod["containers"]
-    assert c["image"] == "localhost:5000/roundhouse/fraud:latest"
+    assert c["image"] == IMAGE
     assert c["command"] == ["/app/train"] and c["args"] == ["--job-id", "abc123"]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["MODEL_STORE"] == "s3://m/" and env["ROUNDHOUSE_JOB_ID"] == "abc123"
+    # The runner copies it into the model record.
+    assert env["ROUNDHOUSE_IMAGE"] == IMAGE
     assert '"workflow":"fraud"' in env["ROUNDHOUSE_REQUEST"].replace(" ", "")
     assert c["resources"] == {"requests": {"cpu": "3", "memory": "8Gi"},
                               "limits": {"memory": "8Gi"}}
@@ -137,7 +142,8 @@ def test_job_spec_follows_the_platform_rules():
 
 
 def test_gpu_and_highmem_rows_of_the_resource_table():
-    gpu = m.to_dict(m.build_job("g", request(type_="GPU", gpu=2, cpu=0.25), m.KubernetesConfig()))
+    gpu = m.to_dict(m.build_job("g", request(type_="GPU", gpu=2, cpu=0.25), m.KubernetesConfig(),
+                                IMAGE))
     pod = gpu["spec"]["template"]["spec"]
     res = pod["containers"][0]["resources"]
     assert res["requests"] == {"cpu": "250m", "memory": "32Gi", "nvidia.com/gpu": "2"}
@@ -145,7 +151,7 @@ def test_gpu_and_highmem_rows_of_the_resource_table():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
                                    "effect": "NoSchedule"}]
-    high = m.to_dict(m.build_job("h", request(type_="HIGHMEM"), m.KubernetesConfig()))
+    high = m.to_dict(m.build_job("h", request(type_="HIGHMEM"), m.KubernetesConfig(), IMAGE))
     assert high["spec"]["template"]["spec"]["nodeSelector"] == {"roundhouse.io/pool": "highmem"}
     assert high["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
         "memory": "64Gi"}
@@ -154,7 +160,9 @@ def test_gpu_and_highmem_rows_of_the_resource_table():
 def test_resource_table_from_a_yaml_config():
     config = m.KubernetesConfig.from_dict(yaml.safe_load("""
 namespace: training
-image_template: registry.example.com/rh/{workflow}:v1
+registry: registry.example.com/ml
+registry_username_env: RH_REGISTRY_USER
+registry_password_env: RH_REGISTRY_PASSWORD
 resource_classes:
   cpu: {cpu: "1", memory: 2Gi, limit_cpu: true}
   gpu:
@@ -166,23 +174,46 @@ resource_classes:
       - {key: nvidia.com/gpu, operator: Equal, value: present, effect: NoSchedule,
          tolerationSeconds: 60}
 """))
-    doc = m.to_dict(m.build_job("y", request(type_="GPU"), config))
+    doc = m.to_dict(m.build_job("y", request(type_="GPU"), config, IMAGE))
     check_manifest(doc)
     pod = doc["spec"]["template"]["spec"]
-    assert pod["containers"][0]["image"] == "registry.example.com/rh/fraud:v1"
+    assert m.image_reference(request(), config) == "registry.example.com/ml/roundhouse/fraud:main"
+    assert config.registry_username_env == "RH_REGISTRY_USER" and not config.registry_insecure
     assert pod["tolerations"][0]["tolerationSeconds"] == 60
-    cpu = m.to_dict(m.build_job("y", request(), config))
+    cpu = m.to_dict(m.build_job("y", request(), config, IMAGE))
     assert cpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
         "cpu": "1", "memory": "2Gi"}
     with pytest.raises(ValueError, match="HIGHMEM has no row"):
-        m.build_job("y", request(type_="HIGHMEM"), config)
+        m.build_job("y", request(type_="HIGHMEM"), config, IMAGE)
     with pytest.raises(ValueError, match="unknown kubernetes config keys: namespac"):
         m.KubernetesConfig.from_dict({"namespac": "x"})
+    # The old key is refused, not ignored: the image now comes from the registry.
+    with pytest.raises(ValueError, match="unknown kubernetes config keys: image_template"):
+        m.KubernetesConfig.from_dict({"image_template": "x/{workflow}:latest"})
+
+
+def test_the_image_is_the_one_deployed_for_the_commit_or_main():
+    config = m.KubernetesConfig(registry="127.0.0.1:5000")
+    assert m.image_reference(request(commit=SHA), config) == f"127.0.0.1:5000/roundhouse/fraud:{SHA}"
+    assert m.image_reference(request(), config) == "127.0.0.1:5000/roundhouse/fraud:main"
+    assert m.image_reference(request(workflow="churn"), m.KubernetesConfig()) == \
+        "localhost:5000/roundhouse/churn:main"
+    # tools/deploy tags full SHAs only: a short one would never be found.
+    for bad in (SHA.upper(), SHA[:7], SHA + "0", "main", "v1.2.3", f" {SHA}"):
+        with pytest.raises(ValueError, match=f"commit: '{bad}' is not a full git SHA"):
+            m.image_reference(request(commit=bad), config)
+
+
+def test_registry_is_a_host_not_a_url():
+    for bad in ("http://127.0.0.1:5000", "registry.example.com/ml/", ""):
+        with pytest.raises(ValueError, match=f"registry: '{bad}' is not host"):
+            m.KubernetesConfig(registry=bad)
 
 
 def test_long_and_odd_values_are_sanitized_in_labels_and_kept_in_annotations():
     owner = "Ana.Lopez+ml@example.com"
-    doc = m.to_dict(m.build_job("Job_ID.With.Caps", request(owner=owner), m.KubernetesConfig()))
+    doc = m.to_dict(m.build_job("Job_ID.With.Caps", request(owner=owner), m.KubernetesConfig(),
+                                IMAGE))
     labels, notes = doc["metadata"]["labels"], doc["metadata"]["annotations"]
     assert labels["roundhouse.io/owner"] == "Ana.Lopez-ml-example.com"
     assert notes["roundhouse.io/owner"] == owner

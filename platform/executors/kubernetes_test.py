@@ -1,9 +1,12 @@
 """The executor's calls, against a local HTTP stand-in for the Kubernetes API server.
 
 The stand-in (kubernetes_standin.py) records what the client sends and answers with canned
-API objects, including a pod stuck in ImagePullBackOff and one that is Unschedulable.
+API objects, including a pod stuck in ImagePullBackOff and one that is Unschedulable. Images
+are resolved against a real registry (Debian's docker-registry) where that is the point, and
+against a fixed table of deployed tags elsewhere.
 """
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -14,6 +17,7 @@ from kubernetes import client
 from roundhouse.platform.api import job_pb2, training_pb2
 from roundhouse.platform.executors import kubernetes as k8s
 from roundhouse.platform.executors import kubernetes_manifest as m
+from roundhouse.platform.images.registry import ImageNotFound
 from roundhouse.platform.executors.kubernetes_standin import (
     JOBS,
     NS,
@@ -25,9 +29,26 @@ from roundhouse.platform.executors.kubernetes_standin import (
     running,
     status_obj,
 )
+from roundhouse.testing.registry_server import push_image, registry  # noqa: F401  (registry: a fixture)
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 Job = job_pb2.Job
+SHA = "3f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e"
+MAIN_DIGEST = "sha256:" + "4d" * 32
+
+
+@dataclasses.dataclass
+class Deployed:
+    """An ImageResolver over a fixed table of deployed tags; keeps the references asked."""
+
+    digests: dict
+    asked: list = dataclasses.field(default_factory=list)
+
+    def digest(self, reference):
+        self.asked.append(reference)
+        if reference not in self.digests:
+            raise ImageNotFound(f"image {reference} not found")
+        return self.digests[reference]
 
 
 @pytest.fixture
@@ -37,13 +58,14 @@ def api():
         assert stand_in.unexpected == [], "the executor made calls nobody expected"
 
 
-def executor(api_client, **config):
+def executor(api_client, resolver=None, **config):
+    resolver = resolver or Deployed({"localhost:5000/roundhouse/fraud:main": MAIN_DIGEST})
     return k8s.KubernetesExecutor(m.KubernetesConfig(namespace=NS, **config), api_client,
-                                  now=lambda: NOW)
+                                  resolver=resolver, now=lambda: NOW)
 
 
-def request():
-    r = training_pb2.TrainingRequest(workflow="fraud")
+def request(commit=""):
+    r = training_pb2.TrainingRequest(workflow="fraud", commit=commit)
     r.metadata.owner, r.metadata.team = "ana@example.com", "fraud"
     r.data.parquet.uri = "s3://training/fraud/"
     r.data.parquet.label_columns.append("is_fraud")
@@ -53,11 +75,17 @@ def request():
     return r
 
 
-def test_submit_posts_a_valid_job_manifest(api):
+def test_submit_posts_a_valid_job_manifest_running_the_commits_image_by_digest(api, registry):
     stand_in, api_client = api
     name = m.job_name("j1")
+    pushed = push_image(registry, "roundhouse/fraud", [SHA, "main"], layer=b"built from SHA")
+    # main moves on; the request asked for SHA's image.
+    push_image(registry, "roundhouse/fraud", ["main"], layer=b"built later")
     stand_in.routes[("POST", JOBS)] = (201, lambda req: req.body)
-    assert executor(api_client).submit("j1", request()) == name
+    # No resolver given: the executor asks config's registry.
+    ex = k8s.KubernetesExecutor(m.KubernetesConfig(namespace=NS, registry=registry,
+                                                   registry_insecure=True), api_client)
+    assert ex.submit("j1", request(commit=SHA)) == name
     (post,) = stand_in.requests
     assert (post.method, post.path) == ("POST", JOBS)
     body = post.body
@@ -65,9 +93,42 @@ def test_submit_posts_a_valid_job_manifest(api):
     assert body["kind"] == "Job" and body["metadata"]["name"] == name
     pod = body["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    (container,) = pod["containers"]
+    assert container["image"] == f"{registry}/roundhouse/fraud@{pushed}"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ROUNDHOUSE_IMAGE"] == f"{registry}/roundhouse/fraud@{pushed}"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert body["metadata"]["labels"]["roundhouse.io/owner"] == "ana-example.com"
     assert body["metadata"]["annotations"]["roundhouse.io/owner"] == "ana@example.com"
+
+
+def test_submit_of_a_commit_never_deployed_creates_no_job(api, registry):
+    stand_in, api_client = api
+    push_image(registry, "roundhouse/fraud", ["main"])
+    ex = k8s.KubernetesExecutor(m.KubernetesConfig(namespace=NS, registry=registry,
+                                                   registry_insecure=True), api_client)
+    undeployed = "0" * 40
+    with pytest.raises(ImageNotFound, match=f"image {registry}/roundhouse/fraud:{undeployed} "
+                                            "not found.*tools/deploy"):
+        ex.submit("j1", request(commit=undeployed))
+    assert stand_in.requests == []
+
+
+def test_submit_without_a_commit_runs_main_and_an_explicit_image_wins(api):
+    stand_in, api_client = api
+    stand_in.routes[("POST", JOBS)] = (201, lambda req: req.body)
+    deployed = Deployed({"localhost:5000/roundhouse/fraud:main": MAIN_DIGEST})
+    ex = executor(api_client, resolver=deployed)
+    ex.submit("j1", request())
+    ex.submit("j2", request(commit=SHA), image="localhost:5000/roundhouse/fraud:debug")
+    assert deployed.asked == ["localhost:5000/roundhouse/fraud:main"]
+    images = [r.body["spec"]["template"]["spec"]["containers"][0]["image"]
+              for r in stand_in.requests]
+    assert images == [f"localhost:5000/roundhouse/fraud@{MAIN_DIGEST}",
+                      "localhost:5000/roundhouse/fraud:debug"]
+    with pytest.raises(ValueError, match="commit: 'HEAD' is not a full git SHA"):
+        ex.submit("j3", request(commit="HEAD"))
+    assert len(stand_in.requests) == 2 and len(deployed.asked) == 1
 
 
 def test_submit_again_adopts_the_job_it_made_and_refuses_a_stranger(api):

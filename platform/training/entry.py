@@ -7,7 +7,8 @@
 Both forms run the same path, request -> runner -> model store, whether a person starts the
 binary with `bazel run`, or the training service's local executor (or a Kubernetes Job)
 starts it for a job. The last line on stdout is the JSON summary; --result also writes it
-to a file, atomically, so an executor can tell a finished run from a dead one.
+to a file, atomically, so an executor can tell a finished run from a dead one. A Kubernetes
+Job also sets $ROUNDHOUSE_IMAGE, the image it runs by digest, which goes in the model record.
 """
 
 import argparse
@@ -77,7 +78,8 @@ def main(workflow: Workflow, bazel_target: str,
 
     try:
         stored = runner.run(request, workflow, store_lib.open_store(args.store or str(home)),
-                            build_info.current(), bazel_target, job_id=args.job_id)
+                            build_info.current(), bazel_target, job_id=args.job_id,
+                            image=os.environ.get("ROUNDHOUSE_IMAGE", ""))
     except (runner.InputError, DataError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1

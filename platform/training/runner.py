@@ -37,8 +37,10 @@ def _progress(message: str) -> None:
 
 
 def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_lib.ModelStore,
-        build: build_info_lib.BuildInfo, bazel_target: str, job_id: str = "") -> store_lib.StoredModel:
-    """Trains, evaluates and stores the model for an already validated request."""
+        build: build_info_lib.BuildInfo, bazel_target: str, job_id: str = "",
+        image: str = "") -> store_lib.StoredModel:
+    """Trains, evaluates and stores the model for an already validated request. `image` is
+    the container image this runs in, by digest ("" outside one), for the record."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     # The wall-clock start lets tools/bench/training_overhead.py measure the service's overhead.
@@ -65,7 +67,8 @@ def run(request: training_pb2.TrainingRequest, workflow: Workflow, store: store_
     blob, fmt = artifacts.serialize(model)
     record = model_pb2.ModelRecord(
         git_sha=build.git_sha or "", git_dirty=bool(build.git_dirty), bazel_target=bazel_target,
-        request=request, data=data.fingerprint, library_versions=library_versions(), job_id=job_id)
+        request=request, data=data.fingerprint, library_versions=library_versions(), job_id=job_id,
+        image=image)
     record.metrics.update(measured)
     record.params.CopyFrom(_struct(params))
     record.seeds.update({k: int(v) for k, v in params.items() if k.endswith("seed") or k == "random_state"})

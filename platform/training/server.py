@@ -4,7 +4,8 @@ Embedded defaults: a SQLite job store and the model store under $ROUNDHOUSE_HOME
 as local processes of the workflow executables built with this binary. Real parts by flag:
 --jobs postgresql://..., --store s3://bucket/prefix, --executor kubernetes --kube-config
 FILE (a YAML of platform/executors/kubernetes_manifest.KubernetesConfig: namespace, image
-template, resource table; the cluster comes from ~/.kube/config or the pod's service account).
+registry and the env vars holding its credentials, resource table; the cluster comes from
+~/.kube/config or the pod's service account).
 """
 
 import argparse

@@ -30,7 +30,7 @@ from roundhouse.platform.registry import artifacts
 from roundhouse.platform.registry.store import ModelNotFound, ModelStore, open_store
 
 # Fields that do not define a model (model_id.compute leaves them out too).
-_NOT_DEFINING = {"modelId", "timings", "jobId"}
+_NOT_DEFINING = {"modelId", "timings", "jobId", "image"}
 
 
 class Refused(Exception):
