@@ -10,8 +10,10 @@ is lost or counted twice, and the state always equals a replay of the accepted e
 * LocalFeatureState (the embedded default): the features library's MemoryStore, owned by
   this process alone (a lock file refuses a second owner: with several worker processes each
   would otherwise keep its own state). Every event is first appended to a write-ahead log;
-  the state is snapshotted every few seconds with the log offset it covers, and a restart
-  loads the snapshot and re-applies the log after it, so a killed scorer loses nothing.
+  the state is snapshotted every few seconds with the log position it covers, and a restart
+  loads the snapshot and re-applies the log after it, so a killed scorer loses nothing. The
+  log is a series of segments (events.<n>.jsonl); each snapshot starts a new one and, once
+  it is on disk, deletes those it covers, so the log holds only what the last snapshot lacks.
 * RedisFeatureState: the features library's RedisStore, shared by every worker of every
   scorer and by the consumer; a Redis lock orders the critical sections of all processes
   and a Redis counter numbers their events.
@@ -64,6 +66,20 @@ class FeatureState(abc.ABC):
         return dict(zip(self.names, values))
 
 
+def _segment_path(folder: pathlib.Path, n: int) -> pathlib.Path:
+    return folder / f"events.{n:08d}.jsonl"
+
+
+def _segments(folder: pathlib.Path) -> list[int]:
+    """The numbers of the write-ahead log's segments in `folder`, oldest first."""
+    found = []
+    for path in folder.glob("events.*.jsonl"):
+        number = path.name[len("events."):-len(".jsonl")]
+        if number.isdigit():
+            found.append(int(number))
+    return sorted(found)
+
+
 class LocalFeatureState(FeatureState):
     def __init__(self, program: ast.Program, state_dir: pathlib.Path, snapshot_every: float = 10.0):
         super().__init__(program)
@@ -81,9 +97,9 @@ class LocalFeatureState(FeatureState):
             self.store = stores.MemoryStore(self.online, snapshot=folder / "state.snapshot")
         except stores.StoreMismatch as e:
             raise StateError(str(e)) from None
-        self.log_path = folder / "events.jsonl"
-        self._catch_up()
-        self._wal = open(self.log_path, "ab")
+        self.folder = folder
+        self._segment = self._catch_up()
+        self._wal = open(_segment_path(folder, self._segment), "ab")
         self._lock = threading.Lock()
         self._seq = self.store.meta[1] or 0
         self._unsaved = False
@@ -92,17 +108,43 @@ class LocalFeatureState(FeatureState):
                                        name="feature-snapshots", daemon=True)
         self._saver.start()
 
-    def _catch_up(self) -> None:
-        """Re-applies the log after the snapshot's offset (events of a killed process)."""
-        log = eventlog.LocalLog(self.log_path)
-        position = self.store.position or 0
-        while True:
-            events, position = log.read(position, 10_000)
-            if not events:
-                break
-            self.store.process_batch([self.online.row({**e, "t": eventlog.micros(e["event_time"])})
-                                      for e in events])
-        self.store.commit(position)
+    def _catch_up(self) -> int:
+        """Re-applies the log after the snapshot's position (events of a killed process);
+        returns the segment to append to."""
+        legacy = self.folder / "events.jsonl"  # one log, positions as byte offsets in it
+        if legacy.exists() and not _segments(self.folder):
+            legacy.rename(_segment_path(self.folder, 0))
+        position = self.store.position
+        first, offset = (0, position) if isinstance(position, int) else position or (0, 0)
+        segment = first
+        for segment in [n for n in _segments(self.folder) if n >= first]:
+            log = eventlog.LocalLog(_segment_path(self.folder, segment))
+            position = offset if segment == first else 0
+            while True:
+                events, position = log.read(position, 10_000)
+                if not events:
+                    break
+                self.store.process_batch([self.online.row({**e, "t": eventlog.micros(e["event_time"])})
+                                          for e in events])
+        path = _segment_path(self.folder, segment)
+        self.store.commit((segment, path.stat().st_size if path.exists() else 0))
+        self._drop_segments_before(first)
+        return segment
+
+    def _drop_segments_before(self, segment: int) -> None:
+        """Deletes the segments a snapshot on disk covers entirely."""
+        for n in _segments(self.folder):
+            if n < segment:
+                _segment_path(self.folder, n).unlink(missing_ok=True)
+
+    def _next_segment(self) -> tuple[int, int]:
+        """Closes the segment being written and opens the next; returns the position of its
+        start, which a snapshot taken now covers up to."""
+        os.fsync(self._wal.fileno())
+        self._wal.close()
+        self._segment += 1
+        self._wal = open(_segment_path(self.folder, self._segment), "ab")
+        return self._segment, 0
 
     def apply(self, event):
         with self._lock:
@@ -121,8 +163,9 @@ class LocalFeatureState(FeatureState):
         """Snapshots the state with the log offset it covers (atomic: temp file + rename)."""
         with self._lock:
             if self._unsaved:
-                os.fsync(self._wal.fileno())
-                self.store.commit(self._wal.tell())
+                covered = self._next_segment()
+                self.store.commit(covered)
+                self._drop_segments_before(covered[0])
                 self._unsaved = False
 
     def save_in_background(self) -> None:
@@ -132,13 +175,12 @@ class LocalFeatureState(FeatureState):
         with self._lock:
             if not self._unsaved:
                 return
-            os.fsync(self._wal.fileno())
-            position = self._wal.tell()
+            covered = self._next_segment()
             pid = os.fork()
             if pid == 0:  # the child: only this thread exists; write the snapshot and leave
                 code = 1
                 try:
-                    self.store.commit(position)
+                    self.store.commit(covered)
                     code = 0
                 finally:
                     os._exit(code)
@@ -148,8 +190,10 @@ class LocalFeatureState(FeatureState):
         gc.freeze()
         if os.waitpid(pid, 0)[1] != 0:
             log.error("snapshot of %s failed in pid %d; the write-ahead log still has every event",
-                      self.log_path.parent, pid)
+                      self.folder, pid)
             self._unsaved = True
+        else:
+            self._drop_segments_before(covered[0])
 
     def _save_every(self, seconds: float) -> None:
         while not self._stop.wait(seconds):

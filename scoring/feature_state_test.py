@@ -1,3 +1,4 @@
+import os
 import pathlib
 
 import pytest
@@ -22,7 +23,9 @@ def test_a_background_snapshot_holds_every_event_applied_before_it(tmp_path):
         state.save_in_background()
         snapshot = next(tmp_path.glob("*/state.snapshot"))
         saved = stores.MemoryStore(online.OnlineProgram(PROGRAM), snapshot=snapshot)
-        assert saved.meta[1] == 5 and saved.position == (tmp_path / snapshot.parent / "events.jsonl").stat().st_size
+        # The snapshot covers the whole first segment; the log goes on in the next one.
+        assert saved.meta[1] == 5 and saved.position == (1, 0)
+        assert sorted(p.name for p in snapshot.parent.glob("events.*")) == ["events.00000001.jsonl"]
         assert saved.serve({"seq": 6, "t": T0 + 6, "stream": "charge", "card_id": "k"})["card_charges_1h"] == 5
         with pytest.raises(StateError, match="owns the in-process feature state"):
             LocalFeatureState(PROGRAM, tmp_path)
@@ -33,3 +36,34 @@ def test_a_background_snapshot_holds_every_event_applied_before_it(tmp_path):
         assert again.apply(charge(9))[1]["card_charges_1h"] == 5
     finally:
         again.close()
+
+
+def _segment_names(tmp_path):
+    return sorted(p.name for p in tmp_path.glob("*/events.*.jsonl"))
+
+
+def test_snapshots_rotate_the_log_and_a_killed_process_loses_nothing(tmp_path):
+    pid = os.fork()
+    if pid == 0:  # a scorer killed after snapshots and more events: no close(), no final save
+        code = 1
+        try:
+            state = LocalFeatureState(PROGRAM, tmp_path, snapshot_every=3600)
+            for round_ in range(3):
+                for i in range(4):
+                    state.apply(charge(round_ * 10 + i))
+                state.save_in_background()
+            state.apply(charge(99))
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    # Three snapshots: the segments they cover are gone; the last holds the one later event.
+    assert _segment_names(tmp_path) == ["events.00000003.jsonl"]
+    again = LocalFeatureState(PROGRAM, tmp_path)
+    try:
+        seq, served = again.apply(charge(100))
+        assert seq == 14 and served["card_charges_1h"] == 13
+    finally:
+        again.close()
+    # close() saved a snapshot: the log starts afresh.
+    assert _segment_names(tmp_path) == ["events.00000004.jsonl"]
