@@ -24,7 +24,6 @@ from __future__ import annotations
 import abc
 import enum
 import fcntl
-import gc
 import json
 import logging
 import os
@@ -185,9 +184,6 @@ class LocalFeatureState(FeatureState):
                 finally:
                     os._exit(code)
             self._unsaved = False
-        # The state's objects have lived for a snapshot period: keep the cyclic collector from
-        # scanning them on every full collection (their lists of ints and strings hold no cycles).
-        gc.freeze()
         if os.waitpid(pid, 0)[1] != 0:
             log.error("snapshot of %s failed in pid %d; the write-ahead log still has every event",
                       self.folder, pid)
