@@ -7,7 +7,7 @@ at a time to find the first one json_format rejects. Field paths use the proto f
 `holdout.random.fraction`, `data.parquet.filters[1].op`.
 
 After parsing, `check_request` applies what the schema cannot say: required fields, ranges,
-and combinations that make no sense.
+known enum values, the resource limits of the service, and combinations that make no sense.
 """
 
 from __future__ import annotations
@@ -55,9 +55,25 @@ class RequestError(ValueError):
         }
 
 
-def parse_request(body: str | bytes | dict) -> training_pb2.TrainingRequest:
+@dataclasses.dataclass(frozen=True)
+class ResourceLimits:
+    """The most one job may ask for on a service, from what its executor can give."""
+
+    max_cpu: float
+    max_memory_bytes: int
+    max_gpu: int
+
+
+# Deeper bodies are refused before parsing: json_format stops at 100 levels of messages with
+# a message naming no field, and recursive walks of the value (here, in json.dumps) would run
+# out of stack. Requests need about ten levels; params get the rest.
+MAX_DEPTH = 32
+
+
+def parse_request(body: str | bytes | dict,
+                  limits: ResourceLimits | None = None) -> training_pb2.TrainingRequest:
     """Parse and check a request; raises RequestError naming the offending field."""
-    data = _load_json(body) if isinstance(body, (str, bytes)) else body
+    data = load_json(body) if isinstance(body, (str, bytes)) else body
     if not isinstance(data, dict):
         raise RequestError([FieldError("", f"the request must be a JSON object, got {_json_kind(data)}")])
     request = training_pb2.TrainingRequest()
@@ -65,14 +81,71 @@ def parse_request(body: str | bytes | dict) -> training_pb2.TrainingRequest:
         json_format.ParseDict(data, request, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise RequestError([_locate(data, request.DESCRIPTOR, "", str(exc))]) from None
-    check_request(request)
+    boolean = _boolean_for_number(data, request.DESCRIPTOR, "")
+    if boolean is not None:
+        raise RequestError([boolean])
+    check_request(request, limits)
     return request
 
 
-def check_request(request: training_pb2.TrainingRequest) -> None:
-    """Semantic checks on a parsed request; raises RequestError listing every problem."""
+def load_json(body: str | bytes) -> Any:
+    """A request body's JSON value; RequestError when it is not UTF-8 or not JSON, nests
+    deeper than MAX_DEPTH, or repeats a key in one object."""
+    def no_duplicates(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise RequestError([FieldError(key, f"key {key!r} appears twice in one object")])
+            seen[key] = value
+        return seen
+
+    if isinstance(body, bytes):
+        # JSON between systems is UTF-8 (RFC 8259); json.loads would also guess UTF-16/32.
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError([FieldError(
+                "", f"the request body is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} "
+                    f"at offset {exc.start} ({exc.reason})")]) from None
+    try:
+        value = json.loads(body, object_pairs_hook=no_duplicates)
+        deep = _deeper_than(value, MAX_DEPTH)
+    except json.JSONDecodeError as exc:
+        raise RequestError([FieldError(
+            "", f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                f"column {exc.colno}")]) from None
+    except RecursionError:  # json.loads ran out of stack first
+        deep = True
+    if deep:
+        raise RequestError([FieldError(
+            "", f"the request body nests objects and lists more than {MAX_DEPTH} levels deep")])
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative: the point is not to recurse on a hostile value.
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1)
+                         for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def check_request(request: training_pb2.TrainingRequest,
+                  limits: ResourceLimits | None = None) -> None:
+    """Semantic checks on a parsed request; raises RequestError listing every problem.
+
+    `limits`: what the service's executor can give one job; None (a workflow binary checking
+    its own request) leaves resources unbounded.
+    """
     errors: list[FieldError] = []
     add = lambda field, message: errors.append(FieldError(field, message))  # noqa: E731
+
+    _check_enums(request, "", errors)
 
     if not request.metadata.owner.strip():
         add("metadata.owner", "required: who owns this model (a user name or email)")
@@ -117,17 +190,78 @@ def check_request(request: training_pb2.TrainingRequest) -> None:
                       "tools/deploy tags each image with the full SHA of its commit")
 
     if request.HasField("resources"):
-        res = request.resources
-        if not math.isfinite(res.cpu) or res.cpu < 0:
-            add("resources.cpu", f"must be a non-negative number of cores, got {res.cpu!r}")
-        if res.memory and not _QUANTITY.fullmatch(res.memory):
-            add("resources.memory",
-                f"{res.memory!r} is not a memory quantity; write e.g. \"512Mi\", \"8Gi\"")
-        if res.gpu and res.type != training_pb2.Resources.GPU:
-            add("resources.gpu", "GPUs are only given to resources.type GPU")
+        _check_resources(request.resources, limits, errors)
 
     if errors:
         raise RequestError(errors)
+
+
+def _check_resources(res: training_pb2.Resources, limits: ResourceLimits | None,
+                     errors: list[FieldError]) -> None:
+    add = lambda field, message: errors.append(FieldError(field, message))  # noqa: E731
+    if not math.isfinite(res.cpu) or res.cpu < 0:
+        add("resources.cpu", f"must be a non-negative number of cores, got {res.cpu!r}")
+    elif limits and res.cpu > limits.max_cpu:
+        add("resources.cpu", f"must be 0 (the resource type's default) to {limits.max_cpu:g} "
+                             f"cores on this service, got {res.cpu:g}")
+    if res.memory:
+        if not _QUANTITY.fullmatch(res.memory):
+            add("resources.memory",
+                f"{res.memory!r} is not a memory quantity; write e.g. \"512Mi\", \"8Gi\"")
+        else:
+            memory = quantity(res.memory)
+            # Under 1Mi is a typo ("512m" is half a byte), and no job could run in it.
+            if memory < _MEBI or (limits and memory > limits.max_memory_bytes):
+                bound = (f"1Mi to {binary_quantity(limits.max_memory_bytes)} on this service"
+                         if limits else "at least 1Mi")
+                add("resources.memory", f"must be {bound}, got {res.memory!r}")
+    if res.gpu and res.type != training_pb2.Resources.GPU:
+        add("resources.gpu", "GPUs are only given to resources.type GPU")
+    elif limits and res.gpu > limits.max_gpu:
+        add("resources.gpu", f"must be 0 to {limits.max_gpu} GPUs on this service, got {res.gpu}")
+
+
+def _check_enums(message, path: str, errors: list[FieldError]) -> None:
+    """Every enum value set in `message` is one of its enum's names.
+
+    Proto3 enums are open: json_format takes any integer (`"type": 12345`) and keeps it.
+    """
+    for field, value in message.ListFields():
+        here = f"{path}.{field.name}" if path else field.name
+        for where, item in _items(field, value, here):
+            if field.type == FieldDescriptor.TYPE_ENUM:
+                if item not in field.enum_type.values_by_number:
+                    errors.append(FieldError(where, f"{item} is not a valid value; expected "
+                                                    f"{_expected(field)}"))
+            elif _is_plain_message(field):
+                _check_enums(item, where, errors)
+
+
+def _items(field: FieldDescriptor, value: Any, here: str) -> Iterable[tuple[str, Any]]:
+    """(path, value) of each item of a repeated field, or of the one value of a singular one."""
+    if field.is_repeated:
+        return [(f"{here}[{i}]", item) for i, item in enumerate(value or [])]
+    return [(here, value)]
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity ("8Gi", "500m", "1e9") as a number; ValueError if it is none."""
+    match = _QUANTITY.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix[:1] in ("e", "E") and suffix != "E":
+        return float(text)  # an exponent; float() also turns one too large into inf
+    return float(number) * _SUFFIXES[suffix]
+
+
+def binary_quantity(n: int) -> str:
+    """Bytes as a quantity in the largest binary unit that divides them: 68719476736 -> 64Gi."""
+    for unit in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        size = _SUFFIXES[unit]
+        if n and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
 
 
 # A full git SHA: what tools/deploy tags images with.
@@ -137,7 +271,12 @@ _WORKFLOW_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # The Kubernetes quantity grammar (resource.Quantity): a decimal number with an optional
 # binary (Ki..Ei), decimal (m, k, M..E) or exponent suffix.
 _QUANTITY = re.compile(
-    r"[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?")
+    r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?")
+_SUFFIXES = {
+    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    **{unit: 1024 ** (i + 1) for i, unit in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+}
+_MEBI = _SUFFIXES["Mi"]
 _SCALAR_KINDS = {"number_value", "string_value", "bool_value"}
 
 
@@ -197,6 +336,8 @@ def _check_filter(f: training_pb2.RowFilter, path: str, errors: list[FieldError]
         add(f"{path}.op", "required: one of " + ", ".join(
             n for n in Op.keys() if n != "OP_UNSPECIFIED"))
         return
+    if f.op not in Op.values():
+        return  # _check_enums reports it; there is no operator to check the value against
     kind = f.value.WhichOneof("kind") if f.HasField("value") else None
     if f.op in (Op.IS_NULL, Op.IS_NOT_NULL):
         if kind not in (None, "null_value"):
@@ -212,20 +353,25 @@ def _check_filter(f: training_pb2.RowFilter, path: str, errors: list[FieldError]
 
 # ---- finding the field json_format rejected ----
 
-def _load_json(body: str | bytes) -> Any:
-    def no_duplicates(pairs):
-        seen = {}
-        for key, value in pairs:
-            if key in seen:
-                raise RequestError([FieldError(key, f"key {key!r} appears twice in one object")])
-            seen[key] = value
-        return seen
+def _boolean_for_number(data: dict, desc: _descriptor.Descriptor, path: str) -> FieldError | None:
+    """The first JSON boolean given for a number or enum field of `data` (parsed already).
 
-    try:
-        return json.loads(body, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise RequestError([FieldError(
-            "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
+    json_format takes true as 1 there, so `"cpu": true` would ask for one core and
+    `"type": true` for CPU; integer fields it refuses itself.
+    """
+    for key, value in data.items():
+        field = _field_for_key(desc, key)
+        here = f"{path}.{field.name}" if path else field.name
+        for where, item in _items(field, value, here):
+            if _is_plain_message(field) and isinstance(item, dict):
+                found = _boolean_for_number(item, field.message_type, where)
+                if found is not None:
+                    return found
+            elif isinstance(item, bool) and field.type not in (FieldDescriptor.TYPE_BOOL,
+                                                               FieldDescriptor.TYPE_MESSAGE):
+                return FieldError(where, f"expected {_expected(field)}, got a boolean "
+                                         f"{_short(item)}")
+    return None
 
 
 def _field_for_key(desc: _descriptor.Descriptor, key: str) -> FieldDescriptor | None:

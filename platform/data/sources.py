@@ -3,10 +3,14 @@
 Parquet (a local path or s3://) goes through pyarrow datasets, so only the requested columns
 are read and the row filters are pushed down: row groups whose statistics rule them out, and
 hive partitions that cannot match, are never fetched. SQL runs in DuckDB against the
-experimentation warehouse, a DuckDB database file opened read-only.
+experimentation warehouse, a DuckDB database file opened read-only, on a connection that
+cannot touch any other file.
 
-Errors are DataErrors naming the request field at fault (`data.parquet.columns`) and the
-file, so the service can report them on the job.
+`check_source` is what the training service checks at submit without reading any rows: local
+paths lie under its data folders, the files exist and have the columns the request names.
+
+Errors are DataErrors naming the request field at fault (`data.parquet.columns[1]`) and the
+file, so the service can report them at submit or on the job.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import pathlib
 from typing import Sequence
 
 import duckdb
@@ -35,6 +40,17 @@ class DataError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataAccess:
+    """What a service lets its requests read from local disk (S3 is the bucket policy's job)."""
+
+    # Folders a request's local paths must lie under, symlinks and ".." resolved.
+    roots: tuple[pathlib.Path, ...]
+    # The jobs see this process's files (the local executor), so they can be checked at
+    # submit; a Kubernetes pod has its own filesystem, where only the paths can be checked.
+    read_files: bool
 
 
 @dataclasses.dataclass
@@ -62,6 +78,47 @@ def read_source(source: training_pb2.DataSource, field: str, *, role: str = "tra
     if kind == "sql":
         return read_sql(source.sql, f"{field}.sql", role=role, default_warehouse=warehouse)
     raise DataError(field, "no data source set")
+
+
+def check_source(source: training_pb2.DataSource, field: str, access: DataAccess) -> None:
+    """Check `source` (at request path `field`) as far as can be done without reading rows.
+
+    S3 sources are left to the job: opening them here would need the jobs' credentials and a
+    round trip per submit. A path outside the roots is refused before it is opened, so a
+    request cannot learn what exists outside them either.
+    """
+    kind = source.WhichOneof("kind")
+    if kind == "parquet":
+        src, base = source.parquet, f"{field}.parquet"
+        if storage.is_s3(src.uri):
+            return
+        _confine(src.uri, f"{base}.uri", access.roots)
+        if access.read_files:
+            dataset = open_dataset(src.uri, base)
+            # A folder inside the roots may still hold links to files outside them.
+            for path in dataset.files:
+                _confine(path, f"{base}.uri", access.roots)
+            _plan(src, dataset.schema, base)
+    elif kind == "sql":
+        base = f"{field}.sql"
+        # The service passes its jobs no default warehouse, so a request must name one.
+        warehouse = _warehouse(source.sql, base, default=None)
+        _confine(warehouse, f"{base}.warehouse", access.roots)
+        if access.read_files:
+            _require_database(warehouse, base)
+
+
+def _confine(path: str, field: str, roots: Sequence[pathlib.Path]) -> None:
+    """DataError unless local `path` is absolute and, resolved, lies under one of `roots`."""
+    expanded = os.path.expanduser(path)
+    if not os.path.isabs(expanded):
+        # Relative to what? A job runs in its own folder, not the service's.
+        raise DataError(field, f"{path!r} is a relative path; write it absolute")
+    real = pathlib.Path(os.path.realpath(expanded))
+    if not any(real.is_relative_to(os.path.realpath(root)) for root in roots):
+        shown = path if str(real) == path else f"{path} (that is {real})"
+        raise DataError(field, f"{shown} is outside this service's data folders: "
+                               f"{', '.join(str(r) for r in roots)}")
 
 
 def open_dataset(uri: str, field: str, *, s3: storage.S3Options | None = None,
@@ -96,7 +153,19 @@ def read_parquet(src: training_pb2.ParquetSource, field: str, *, role: str = "tr
                  extra_columns: Sequence[str] = (),
                  filesystem: pafs.FileSystem | None = None) -> SourceData:
     dataset = open_dataset(src.uri, field, s3=s3, filesystem=filesystem)
-    names = dataset.schema.names
+    wanted, expression = _plan(src, dataset.schema, field, default_columns, extra_columns)
+    try:
+        table = dataset.to_table(columns=wanted, filter=expression)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise DataError(field, f"reading {src.uri} failed: {exc}") from None
+    return SourceData(table=table, files=_fingerprint(src.uri, dataset.files, s3, role))
+
+
+def _plan(src: training_pb2.ParquetSource, schema: pa.Schema, field: str,
+          default_columns: Sequence[str] = (), extra_columns: Sequence[str] = (),
+          ) -> tuple[list[str] | None, ds.Expression | None]:
+    """The columns to read (None: all) and the row filter, checked against `schema`."""
+    names = schema.names
     features = list(src.columns) or list(default_columns)
     _require_columns(features, names, f"{field}.columns", src.uri)
     _require_columns(src.label_columns, names, f"{field}.label_columns", src.uri)
@@ -105,12 +174,7 @@ def read_parquet(src: training_pb2.ParquetSource, field: str, *, role: str = "tr
         wanted += [c for c in extra_columns if c in names and c not in wanted]
     else:
         wanted = None  # every column
-    expression = filter_expression(src.filters, dataset.schema, field, src.uri)
-    try:
-        table = dataset.to_table(columns=wanted, filter=expression)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise DataError(field, f"reading {src.uri} failed: {exc}") from None
-    return SourceData(table=table, files=_fingerprint(src.uri, dataset.files, s3, role))
+    return wanted, filter_expression(src.filters, schema, field, src.uri)
 
 
 def _fingerprint(uri: str, files: list[str], s3, role: str) -> list[model_pb2.FileFingerprint]:
@@ -121,10 +185,11 @@ def _fingerprint(uri: str, files: list[str], s3, role: str) -> list[model_pb2.Fi
 
 def _require_columns(wanted: Sequence[str], available: Sequence[str], field: str,
                      where: str) -> None:
-    missing = [c for c in wanted if c not in available]
+    missing = [(i, c) for i, c in enumerate(wanted) if c not in available]
     if missing:
-        raise DataError(field, f"no column {', '.join(repr(c) for c in missing)} in {where}; "
-                               f"it has: {', '.join(available)}")
+        raise DataError(f"{field}[{missing[0][0]}]",
+                        f"no column {', '.join(repr(c) for _, c in missing)} in {where}; "
+                        f"it has: {', '.join(available)}")
 
 
 def filter_expression(filters: Sequence[training_pb2.RowFilter], schema: pa.Schema, field: str,
@@ -213,19 +278,22 @@ def _timestamp(text: str, column_type: pa.TimestampType) -> object:
 
 def read_sql(src: training_pb2.SqlSource, field: str, *, role: str = "train",
              default_warehouse: str | None = None) -> SourceData:
-    warehouse = src.warehouse or default_warehouse
-    if not warehouse:
-        raise DataError(f"{field}.warehouse", "no warehouse given and no default configured")
-    if not os.path.isfile(warehouse):
-        raise DataError(f"{field}.warehouse", f"{warehouse}: no such DuckDB database file")
+    warehouse = _warehouse(src, field, default_warehouse)
+    _require_database(warehouse, field)
     try:
         # read_only: a training job must never change the warehouse, and several jobs may
-        # read it at once.
-        with duckdb.connect(warehouse, read_only=True) as con:
+        # read it at once. No external access: the query reads the warehouse's own tables
+        # and no other file (read_parquet, COPY, ATTACH, extensions), so a request cannot
+        # reach past the service's data folders through SQL. It cannot be turned back on.
+        with duckdb.connect(warehouse, read_only=True,
+                            config={"enable_external_access": False}) as con:
             relation = con.sql(src.query)
             if relation is None:
                 raise DataError(f"{field}.query", "the query returns no rows; it must be a SELECT")
             table = relation.to_arrow_table()
+    except duckdb.PermissionException as exc:
+        raise DataError(f"{field}.query", f"{exc}; a query may read only the warehouse's own "
+                                          "tables") from None
     except duckdb.Error as exc:
         raise DataError(f"{field}.query", f"{type(exc).__name__}: {exc}") from None
     _require_columns(src.label_columns, table.column_names, f"{field}.label_columns",
@@ -236,3 +304,15 @@ def read_sql(src: training_pb2.SqlSource, field: str, *, role: str = "train",
         queries=[model_pb2.QueryFingerprint(query=src.query, warehouse=os.path.abspath(warehouse),
                                             role=role)],
     )
+
+
+def _warehouse(src: training_pb2.SqlSource, field: str, default: str | None) -> str:
+    warehouse = src.warehouse or default
+    if not warehouse:
+        raise DataError(f"{field}.warehouse", "no warehouse given and no default configured")
+    return warehouse
+
+
+def _require_database(warehouse: str, field: str) -> None:
+    if not os.path.isfile(warehouse):
+        raise DataError(f"{field}.warehouse", f"{warehouse}: no such DuckDB database file")

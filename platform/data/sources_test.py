@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import os
 
 import boto3
 import duckdb
@@ -13,7 +14,8 @@ import pytest
 
 from roundhouse.platform.api import training_pb2
 from roundhouse.platform.data import storage
-from roundhouse.platform.data.sources import DataError, read_parquet, read_sql
+from roundhouse.platform.data.sources import (DataAccess, DataError, check_source, read_parquet,
+                                              read_sql)
 from roundhouse.testing import s3_server
 
 ROWS = 200_000
@@ -259,8 +261,8 @@ def test_fingerprint_s3_objects_carry_etags(s3_endpoint, dataset):
 
 
 @pytest.mark.parametrize("src_kwargs, field, words", [
-    (dict(columns=["amount", "amout"]), "data.parquet.columns", "'amout'"),
-    (dict(labels=["fraud"]), "data.parquet.label_columns", "'fraud'"),
+    (dict(columns=["amount", "amout"]), "data.parquet.columns[1]", "'amout'"),
+    (dict(labels=["fraud"]), "data.parquet.label_columns[0]", "'fraud'"),
     (dict(filters=[("cuntry", "EQ", "DE")]), "data.parquet.filters[0].column", "'cuntry'"),
     (dict(filters=[("id", "GT", 1), ("id", "LT", "soon")]), "data.parquet.filters[1].value",
      "cannot be compared with column 'id' of type int64"),
@@ -338,7 +340,7 @@ def test_sql_uses_default_warehouse_and_names_errors(warehouse, tmp_path):
         (training_pb2.SqlSource(query="select * from chargez", label_columns=["is_fraud"],
                                 warehouse=warehouse), "data.sql.query", "chargez"),
         (training_pb2.SqlSource(query="select id from charges", label_columns=["is_fraud"],
-                                warehouse=warehouse), "data.sql.label_columns", "'is_fraud'"),
+                                warehouse=warehouse), "data.sql.label_columns[0]", "'is_fraud'"),
         (training_pb2.SqlSource(query="delete from charges", label_columns=["is_fraud"],
                                 warehouse=warehouse), "data.sql.query", "read-only"),
     ]
@@ -350,3 +352,120 @@ def test_sql_uses_default_warehouse_and_names_errors(warehouse, tmp_path):
     # The failed delete changed nothing.
     with duckdb.connect(warehouse, read_only=True) as con:
         assert con.execute("select count(*) from charges").fetchone() == (100,)
+
+
+@pytest.mark.parametrize("query", [
+    "copy charges to '{outside}/out.csv'",
+    "select * from read_csv('{outside}/other.csv')",
+    "select * from read_parquet('{outside}/other.parquet')",
+    "select * from '{outside}/other.parquet'",
+    "attach '{outside}/other.duckdb' as other",
+    "select * from read_text('/etc/hostname')",
+    "set enable_external_access = true",
+])
+def test_sql_cannot_reach_files_outside_the_warehouse(warehouse, tmp_path, query):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with duckdb.connect(str(outside / "other.duckdb")) as con:
+        con.execute("create table secrets as select 42 as x")
+        con.execute(f"copy secrets to '{outside}/other.csv'")
+        con.execute(f"copy secrets to '{outside}/other.parquet' (format parquet)")
+    src = training_pb2.SqlSource(query=query.format(outside=outside), warehouse=warehouse,
+                                 label_columns=["x"])
+    with pytest.raises(DataError) as info:
+        read_sql(src, "data.sql")
+    assert info.value.field == "data.sql.query"
+    assert ("disabled by configuration" in str(info.value)
+            or "Cannot enable external access" in str(info.value)), str(info.value)
+    assert not (outside / "out.csv").exists()
+    # The warehouse's own tables still read, in the same process.
+    ok = training_pb2.SqlSource(query="select * from charges where id < 5",
+                                warehouse=warehouse, label_columns=["is_fraud"])
+    assert read_sql(ok, "data.sql").table.num_rows == 5
+
+
+@pytest.fixture
+def roots(tmp_path):
+    """A data folder holding a dataset and a warehouse, and a folder outside it."""
+    inside, outside = tmp_path / "data", tmp_path / "outside"
+    write_dataset(pafs.LocalFileSystem(), str(inside / "events"), make_table().slice(0, 1000))
+    with duckdb.connect(str(inside / "wh.duckdb")) as con:
+        con.execute("create table t as select 1 as y")
+    write_dataset(pafs.LocalFileSystem(), str(outside / "events"), make_table().slice(0, 1000))
+    return inside, outside
+
+
+def parquet(uri, **kwargs):
+    return training_pb2.DataSource(parquet=source(uri, **kwargs))
+
+
+def sql(warehouse):
+    return training_pb2.DataSource(sql=training_pb2.SqlSource(
+        query="select * from t", warehouse=warehouse, label_columns=["y"]))
+
+
+def test_check_source_accepts_what_is_there(roots):
+    inside, _ = roots
+    access = DataAccess(roots=(inside,), read_files=True)
+    check_source(parquet(str(inside / "events"), columns=["amount"],
+                         filters=[("country", "IN", ["DE"])]), "data", access)
+    check_source(parquet(str(inside / "events" / "part-0.parquet")), "data", access)
+    check_source(sql(str(inside / "wh.duckdb")), "data", access)
+    # S3 is the job's to read, with its credentials.
+    check_source(parquet("s3://bucket/nowhere/"), "data", access)
+
+
+def check_error(source, access, field="data"):
+    with pytest.raises(DataError) as info:
+        check_source(source, field, access)
+    return info.value
+
+
+def test_check_source_names_unknown_columns_and_missing_files(roots):
+    inside, _ = roots
+    access = DataAccess(roots=(inside,), read_files=True)
+    events = str(inside / "events")
+    err = check_error(parquet(events, columns=["amount", "amout"]), access)
+    assert err.field == "data.parquet.columns[1]"
+    assert "'amout'" in str(err) and "it has: id, amount, country, payload" in str(err)
+    err = check_error(parquet(events, labels=["fraud"]), access, "holdout.dataset.source")
+    assert err.field == "holdout.dataset.source.parquet.label_columns[0]"
+    err = check_error(parquet(events, filters=[("cuntry", "EQ", "DE")]), access)
+    assert err.field == "data.parquet.filters[0].column"
+    err = check_error(parquet(str(inside / "nope.parquet")), access)
+    assert err.field == "data.parquet.uri" and "no such file" in str(err)
+    err = check_error(sql(str(inside / "nope.duckdb")), access)
+    assert err.field == "data.sql.warehouse" and "no such DuckDB database file" in str(err)
+    err = check_error(sql(""), access)
+    assert err.field == "data.sql.warehouse" and "no warehouse given" in str(err)
+
+
+def test_check_source_confines_local_paths_to_the_roots(roots):
+    inside, outside = roots
+    access = DataAccess(roots=(inside,), read_files=True)
+    for uri in (str(outside / "events"), f"{inside}/../outside/events", "/etc/passwd"):
+        err = check_error(parquet(uri), access)
+        assert err.field == "data.parquet.uri" and "outside this service's data folders" in str(err)
+        assert str(inside) in str(err)
+    # Outside is refused before it is opened: a missing file there is "outside" too.
+    assert "outside" in str(check_error(parquet(str(outside / "nope")), access))
+    err = check_error(sql(str(outside / "wh.duckdb")), access)
+    assert err.field == "data.sql.warehouse" and "outside" in str(err)
+    err = check_error(parquet("data/events"), access)
+    assert err.field == "data.parquet.uri" and "relative path" in str(err)
+
+    # A link inside the roots to data outside them, as the path or as a file of a folder.
+    os.symlink(outside / "events", inside / "link")
+    err = check_error(parquet(str(inside / "link")), access)
+    assert f"(that is {outside / 'events'})" in str(err)
+    (inside / "mixed").mkdir()
+    os.symlink(outside / "events" / "part-0.parquet", inside / "mixed" / "part-0.parquet")
+    err = check_error(parquet(str(inside / "mixed")), access)
+    assert err.field == "data.parquet.uri" and "outside" in str(err)
+
+    # Several roots; and with read_files off, paths are checked but files are not opened.
+    both = DataAccess(roots=(inside, outside), read_files=True)
+    check_source(parquet(str(outside / "events")), "data", both)
+    paths_only = DataAccess(roots=(inside,), read_files=False)
+    check_source(parquet(str(inside / "not-here-but-on-the-pod")), "data", paths_only)
+    assert "outside" in str(check_error(parquet(str(outside / "events")), paths_only))

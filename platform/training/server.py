@@ -6,9 +6,14 @@ as local processes of the workflow executables built with this binary. Real part
 FILE (a YAML of platform/executors/kubernetes_manifest.KubernetesConfig: namespace, image
 registry and the env vars holding its credentials, resource table; the cluster comes from
 ~/.kube/config or the pod's service account).
+
+Requests may read local data only under --data-root folders (default $ROUNDHOUSE_HOME/data,
+where `bazel run //workflows/fraud:train` writes its tables), and ask for no more cpu, memory
+or GPUs than the executor can give: this machine's, or the largest row of the resource table.
 """
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -19,6 +24,8 @@ import threading
 
 import waitress
 
+from roundhouse.platform.api import validate
+from roundhouse.platform.data.sources import DataAccess
 from roundhouse.platform.executors.local import LocalExecutor
 from roundhouse.platform.jobs.factory import open_store as open_jobs
 from roundhouse.platform.training.app import create_app
@@ -56,7 +63,10 @@ def parse_args(argv):
     parser.add_argument("--capacity", type=int, default=2, help="jobs run at once")
     parser.add_argument("--executor", choices=("local", "kubernetes"), default="local")
     parser.add_argument("--kube-config", type=pathlib.Path, help="executor config (YAML) for --executor kubernetes")
+    parser.add_argument("--data-root", action="append", type=pathlib.Path, default=[], metavar="DIR",
+                        help="a folder requests may read local data from (repeatable; default HOME/data)")
     args = parser.parse_args(argv)
+    args.data_roots = tuple(args.data_root) or (home / "data",)
     workflows = {name: str(path) for name, path in built_workflows().items() if path.exists()}
     for item in args.workflow:
         name, sep, command = item.partition("=")
@@ -67,19 +77,47 @@ def parse_args(argv):
     return args
 
 
-def kubernetes_executor(config_path):
+def kubernetes_config(config_path):
     import yaml
-    from kubernetes import client, config as kube_config
 
-    from roundhouse.platform.executors.kubernetes import KubernetesExecutor
     from roundhouse.platform.executors.kubernetes_manifest import KubernetesConfig
 
     settings = yaml.safe_load(config_path.read_text()) if config_path else {}
+    return KubernetesConfig.from_dict(settings or {})
+
+
+def kubernetes_executor(config):
+    from kubernetes import client, config as kube_config
+
+    from roundhouse.platform.executors.kubernetes import KubernetesExecutor
+
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
         kube_config.load_kube_config()
-    return KubernetesExecutor(KubernetesConfig.from_dict(settings or {}), client.ApiClient())
+    return KubernetesExecutor(config, client.ApiClient())
+
+
+def table_limits(classes) -> validate.ResourceLimits:
+    """Limits from a resource table (KubernetesConfig.resource_classes): its largest row.
+
+    The table says what each type gets, not what a node could give; its largest row is the
+    most that it says any pool is sized for.
+    """
+    rows = list(classes.values())
+    return validate.ResourceLimits(
+        max_cpu=max(validate.quantity(r.cpu) for r in rows),
+        max_memory_bytes=int(max(validate.quantity(r.memory) for r in rows)),
+        max_gpu=max(r.gpu for r in rows))
+
+
+def machine_limits() -> validate.ResourceLimits:
+    """Limits for local jobs: what this machine has (and this process may use)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return validate.ResourceLimits(
+        max_cpu=float(len(os.sched_getaffinity(0))),
+        max_memory_bytes=memory - memory % 2**20,  # whole Mi, so the 400 can print it exactly
+        max_gpu=len(glob.glob("/dev/nvidia[0-9]*")))  # one device node per NVIDIA GPU
 
 
 def main(argv=None) -> int:
@@ -87,19 +125,27 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     jobs = open_jobs(args.jobs)
     if args.executor == "kubernetes":
-        executor = kubernetes_executor(args.kube_config)
+        config = kubernetes_config(args.kube_config)
+        executor = kubernetes_executor(config)
+        limits = table_limits(config.resource_classes)
         capacity = max(args.capacity, 100)  # the cluster queues and schedules, not this worker
     else:
         executor = LocalExecutor(args.workflows, args.jobs_dir, args.store, args.time_limit)
+        limits = machine_limits()
         capacity = args.capacity
+    # Local jobs see this machine's files, so the service can open them to check a request.
+    data = DataAccess(roots=args.data_roots, read_files=args.executor == "local")
     worker = Worker(jobs, executor, args.worker_id, capacity=capacity)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
     thread.start()
-    logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s)",
-                 args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)))
+    logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s, data under %s)",
+                 args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)),
+                 ", ".join(map(str, args.data_roots)))
+    app = create_app(jobs, open_models(args.store), workflows=set(args.workflows), limits=limits,
+                     data=data)
     try:
-        waitress.serve(create_app(jobs, open_models(args.store), workflows=set(args.workflows)), host=args.host, port=args.port, threads=8, _quiet=True)
+        waitress.serve(app, host=args.host, port=args.port, threads=8, _quiet=True)
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -83,13 +83,19 @@ def test_cancel_time_limit_and_failures_carry_a_reason(tmp_path, data):
         assert status == 400 and refused["field"] == "workflow" and refused["known"] == ["fraud", "toy"], refused
         missing = request(data)
         missing["data"]["parquet"]["uri"] = str(tmp_path / "nope.parquet")
-        missing = call(svc.base, "POST", "/v1/jobs", missing)[1]["job_id"]
+        status, refused = call(svc.base, "POST", "/v1/jobs", missing)  # checked at the door
+        assert status == 400 and refused["field"] == "data.parquet.uri", refused
+        # No rows pass the filter: only reading the data can tell, so the job fails.
+        empty = request(data)
+        empty["data"]["parquet"]["filters"] = [{"column": "x1", "op": "GT", "value": 1000}]
+        empty = call(svc.base, "POST", "/v1/jobs", empty)[1]["job_id"]
 
-        job = svc.wait(missing)
-        assert job["state"] == "FAILED" and "exited with code" in job["reason"]
+        job = svc.wait(empty)
+        assert job["state"] == "FAILED" and "exited with code" in job["reason"], job
+        assert "of 0 rows" in job["reason"], job
         job = svc.wait(limited)
         assert job["state"] == "FAILED" and "time limit" in job["reason"]
-        assert call(svc.base, "GET", f"/v1/jobs/{missing}/result")[0] == 409
+        assert call(svc.base, "GET", f"/v1/jobs/{empty}/result")[0] == 409
     finally:
         svc.stop()
 

@@ -42,7 +42,8 @@ class Service:
         self.proc = subprocess.Popen(
             [str(SERVER), "--port", str(self.port), "--jobs", self.jobs_url, "--store", str(self.tmp / "models"),
              "--jobs-dir", str(self.tmp / "jobs"), "--workflow", f"toy={TOY}",
-             "--time-limit", str(self.time_limit), "--worker-id", "test-worker"],
+             "--time-limit", str(self.time_limit), "--worker-id", "test-worker",
+             "--data-root", str(self.tmp)],
             stdout=open(self.tmp / "server.log", "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
