@@ -11,6 +11,7 @@ import pathlib
 import pickle
 import subprocess
 import threading
+import urllib.request
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,8 +114,13 @@ def test_concurrent_clients_lose_nothing_and_count_nothing_twice(tmp_path, redis
             t.start()
         for t in threads:
             t.join()
+        # Whichever worker answers /metrics counts every worker's requests.
+        text = urllib.request.urlopen(scorer.base + "/metrics").read().decode()
     finally:
         scorer.stop()
+    answered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("scoring_requests_total{") and 'code="200"' in line)
+    assert answered == len(rows)
     assert None not in seqs and len(set(seqs)) == len(seqs)
     want = replay(renumbered(rows, seqs), tmp_path)
     compare.assert_rows_equal([served[w["seq"]] for w in want], want)

@@ -20,6 +20,7 @@ import pathlib
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -28,7 +29,7 @@ import waitress
 from roundhouse.features import eventlog
 from roundhouse.platform.home import default_home
 from roundhouse.platform.registry.store import open_store
-from roundhouse.scoring import shards as shards_lib
+from roundhouse.scoring import metrics, shards as shards_lib
 from roundhouse.scoring.app import create_app
 from roundhouse.scoring.feature_state import Ingest, LocalFeatureState, RedisFeatureState, StateError
 from roundhouse.scoring.service import Scorer, load_definitions
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
     if args.workers == 1:
         serve(args, sock)
         return 0
+    counts = tempfile.TemporaryDirectory(prefix="rh-scorer-metrics-")
+    metrics.share_between_processes(counts.name)
     children = []
     for _ in range(args.workers):
         pid = os.fork()
@@ -166,6 +169,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: [os.kill(c, signal.SIGTERM) for c in children])
     for pid in children:
         os.waitpid(pid, 0)
+        metrics.forget_process(pid)
+    counts.cleanup()
     return 0
 
 
