@@ -23,12 +23,9 @@ import sys
 import time
 
 from roundhouse.platform.images import registry as image_registry
+from roundhouse.tools.images.layout import DIRTY, MANIFEST, REVISION, TITLE
 
 REPOSITORY_PREFIX = "roundhouse"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-TITLE = "org.opencontainers.image.title"
-REVISION = "org.opencontainers.image.revision"
-DIRTY = "io.roundhouse.git-dirty"
 
 
 class DeployError(Exception):
