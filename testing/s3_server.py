@@ -74,7 +74,7 @@ def s3_server(startup_timeout: float = 60.0) -> Iterator[str]:
     # The server logs every request; a file (not a pipe nobody drains) keeps it from blocking.
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from moto.server import main; sys.exit(main())",
+        [sys.executable, "-S", "-c", "import sys; from moto.server import main; sys.exit(main())",
          "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
