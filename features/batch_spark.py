@@ -41,7 +41,11 @@ def session():
              .config("spark.ui.showConsoleProgress", "false")
              .config("spark.sql.session.timeZone", "UTC")
              .config("spark.sql.shuffle.partitions", "4")
+             # Division by zero is null, not an error: sql.SqlExpr relies on it.
              .config("spark.sql.ansi.enabled", "false")
+             # Resolving a layer of features reading features (sql.final_select: up to
+             # limits.MAX_FEATURE_CHAIN) takes analyzer passes; 100 is too few for 50.
+             .config("spark.sql.analyzer.maxIterations", "1000")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -18,10 +18,14 @@ class Loc:
     column: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        # Line 0: the file as a whole (one that cannot be read, say), not a place in it.
+        return f"{self.file}:{self.line}:{self.column}" if self.line > 0 else self.file
 
 
 NOWHERE = Loc("<builtin>", 0, 0)
+
+# Characters of a long source line shown around the caret.
+_SHOWN = 160
 
 
 @dataclasses.dataclass
@@ -34,14 +38,19 @@ class Diagnostic:
         text = f"{self.loc}: error: {self.message}"
         if source is None and self.loc.line > 0:
             try:
-                source = pathlib.Path(self.loc.file).read_text()
-            except OSError:
+                source = pathlib.Path(self.loc.file).read_text(errors="replace")
+            except (OSError, ValueError):
                 source = None
         if source is not None and self.loc.line > 0:
-            lines = source.splitlines()
+            lines = source.split("\n")  # lines as the parser counts them: \n ends one
             if self.loc.line <= len(lines):
-                line = lines[self.loc.line - 1]
-                text += f"\n    {line}\n    {' ' * (max(self.loc.column, 1) - 1)}^"
+                line, col = lines[self.loc.line - 1].rstrip("\r"), max(self.loc.column, 1) - 1
+                if len(line) > _SHOWN:  # a generated one-line file: the part around the caret
+                    start = max(col - _SHOWN // 2, 0)
+                    head = "..." if start else ""
+                    tail = "..." if start + _SHOWN < len(line) else ""
+                    line, col = head + line[start:start + _SHOWN] + tail, col - start + len(head)
+                text += f"\n    {line}\n    {' ' * col}^"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

@@ -8,13 +8,11 @@ import pathlib
 
 from roundhouse.features import parser, syntax as ast, typecheck
 from roundhouse.features.errors import Diagnostic, FeatureError, Loc
+from roundhouse.features.limits import MAX_FILE_BYTES
 
 
 def load(path: str | pathlib.Path) -> ast.Program:
-    root = pathlib.Path(path)
-    modules: list[ast.Module] = []
-    sources: dict[str, str] = {}
-    _load(root, modules, sources, stack=[])
+    modules, sources = _load(pathlib.Path(path))
     return typecheck.check(modules, sources)
 
 
@@ -28,34 +26,73 @@ def loads(text: str, file: str = "<string>") -> ast.Program:
     return typecheck.check([module], {file: text})
 
 
-def _load(path: pathlib.Path, modules, sources, stack, via: ast.Import | None = None) -> None:
-    key = str(path)
-    if any(str(p) == key for p in stack):
-        chain = " -> ".join(str(p) for p in stack + [path])
-        raise FeatureError([Diagnostic(via.loc if via else _first_loc(key),
-                                       f"import cycle: {chain}",
-                                       "move the shared declarations into a third file")],
-                           sources)
-    if any(m.file == key for m in modules):
-        return  # imported twice via different paths: read once
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FeatureError([Diagnostic(_first_loc(key), f"cannot read {key}: {exc.strerror}",
-                                       "check the path (imports are relative to the importing "
-                                       "file)")], sources) from None
-    sources[key] = text
-    module = parser.parse(text, key)
-    modules.append(module)
-    for imp in module.imports:
-        target = (path.parent / imp.path)
-        if not target.exists():
-            raise FeatureError([Diagnostic(imp.loc, f"imported file {imp.path!r} not found "
-                                           f"(looked for {target})",
-                                           "imports are relative to the importing file")],
+def _load(root: pathlib.Path) -> tuple[list[ast.Module], dict[str, str]]:
+    """The root module, then its imports depth first in the order written. Without recursion,
+    so a long chain of imports is no RecursionError; files are told apart by their resolved
+    path, so `./a.feat` and `a.feat` are one file (read once, and a cycle when they import
+    each other)."""
+    modules: list[ast.Module] = []
+    sources: dict[str, str] = {}
+    seen: set[pathlib.Path] = set()
+    # (import statement, the file it is in, the chain of importing files: (resolved, shown));
+    # the root is (None, root, ()). Popped last first: pushed in reverse.
+    todo: list[tuple[ast.Import | None, pathlib.Path, tuple[tuple[pathlib.Path, str], ...]]]
+    todo = [(None, root, ())]
+    while todo:
+        via, importer, chain = todo.pop()
+        path = importer if via is None else _target(importer, via, sources)
+        text = _read(path, via, sources)
+        key, ident = str(path), path.resolve()
+        if any(ident == i for i, _ in chain):
+            cycle = " -> ".join([name for _, name in chain] + [key])
+            raise FeatureError([Diagnostic(via.loc, f"import cycle: {cycle}",
+                                           "move the shared declarations into a third file")],
                                sources)
-        _load(target, modules, sources, stack + [path], imp)
+        if ident in seen:
+            continue  # imported twice via different paths: read once
+        seen.add(ident)
+        sources[key] = text
+        module = parser.parse(text, key)
+        modules.append(module)
+        todo += [(imp, path, chain + ((ident, key),)) for imp in reversed(module.imports)]
+    return modules, sources
 
 
-def _first_loc(file: str) -> Loc:
-    return Loc(file, 0, 0)
+def _target(importer: pathlib.Path, imp: ast.Import, sources) -> pathlib.Path:
+    """The file an import statement names, or an error at the statement saying what is wrong."""
+    def fail(message: str, hint: str = "imports are relative to the importing file"):
+        return FeatureError([Diagnostic(imp.loc, message, hint)], sources)
+
+    example = 'name a .feat file, e.g. import "common.feat"'
+    if not imp.path:
+        raise fail("the import path is empty", example)
+    if "\0" in imp.path:
+        raise fail("the import path contains a NUL character", example)
+    target = importer.parent / imp.path
+    try:
+        is_dir = target.is_dir()
+        exists = is_dir or target.exists()
+    except OSError as exc:
+        raise fail(f"cannot read imported file {imp.path!r}: {exc.strerror}") from None
+    if is_dir:
+        raise fail(f"imported path {imp.path!r} is a folder, not a .feat file (it is {target})")
+    if not exists:
+        raise fail(f"imported file {imp.path!r} not found (looked for {target})")
+    return target
+
+
+def _read(path: pathlib.Path, via: ast.Import | None, sources) -> str:
+    """A definition file's text: read up to the size limit, decoded with a located error."""
+    key = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # one byte more tells that the file is too large
+    except OSError as exc:
+        what = "is a folder, not a .feat file" if isinstance(exc, IsADirectoryError) else \
+            f"cannot be read: {exc.strerror}"
+        # The import statement, or for the root line 0: the file, not a place in it.
+        loc = via.loc if via else Loc(key, 0, 0)
+        raise FeatureError([Diagnostic(loc, f"{key} {what}", "check the path" if via is None
+                                       else "imports are relative to the importing file")],
+                           sources) from None
+    return parser.decode(data, key)

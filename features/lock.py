@@ -23,9 +23,10 @@ def compute(defs_dir: pathlib.Path) -> dict:
         program = lang.load(path)
         own = {d.column for d in program.features + program.labels
                if d.loc.file == str(path)}
+        hashes = printer.definition_hashes(program, own)
         out[path.name] = {
             d.column: {"name": d.name, "version": d.version, "kind": d.kind,
-                       "hash": printer.definition_hash(program, d.column)}
+                       "hash": hashes[d.column]}
             for d in program.features + program.labels if d.column in own}
     return out
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ast as pyast
 import functools
+import math
 import pathlib
 
 import lark
 
 from roundhouse.features import syntax as ast
 from roundhouse.features.errors import Diagnostic, FeatureError, Loc
+from roundhouse.features.limits import MAX_EXPR_DEPTH, MAX_FILE_BYTES, MAX_INT
 
 _TYPES = ("int", "float", "bool", "string")
 _UNIT_MICROS = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -35,16 +37,55 @@ def _lark() -> lark.Lark:
 
 
 def parse_duration(text: str, loc: Loc | None = None) -> int:
+    loc = loc or Loc("<string>", 0, 0)
     digits = len(text) - len(text.lstrip("0123456789"))
     unit = text[digits:]
     if unit not in _UNIT_MICROS:
-        raise FeatureError([Diagnostic(loc or Loc("<string>", 0, 0),
-                                       f"unknown duration unit {unit!r} in {text!r}",
+        raise FeatureError([Diagnostic(loc, f"unknown duration unit {unit!r} in {text!r}",
                                        "write s, m, h or d, e.g. 90s, 15m, 1h, 30d")])
-    return int(text[:digits]) * _UNIT_MICROS[unit]
+    return _in_range(text[:digits], _UNIT_MICROS[unit], f"duration {text}", loc)
 
 
-class _ToAst(lark.Transformer):
+def _in_range(digits: str, scale: int, what: str, loc: Loc) -> int:
+    """int(digits) * scale (a duration's unit in microseconds, or 1), or a located error past
+    MAX_INT. Long digit strings are refused before int() refuses them with a ValueError."""
+    if len(digits) > len(str(MAX_INT)) or int(digits) * scale > MAX_INT:
+        unit = " microseconds (about 292,000 years)" if scale > 1 else ""
+        raise FeatureError([Diagnostic(loc, f"{what} is out of range",
+                                       f"ints are 64-bit: at most {MAX_INT}{unit}")])
+    return int(digits) * scale
+
+
+def _string(tok: lark.Token, loc: Loc) -> str:
+    try:
+        return pyast.literal_eval(tok)
+    except (SyntaxError, ValueError):
+        raise FeatureError([Diagnostic(loc, f"invalid escape in string {str(tok)[:40]}",
+                                       r"escapes are \\, \", \n, \t, \xHH and \uHHHH")]) from None
+
+
+def _depth_problem(d: ast.Definition) -> Diagnostic | None:
+    """The first node (in source order) nested deeper than MAX_EXPR_DEPTH, found without
+    recursion: every later stage recurses over expressions, so only checked ones reach them."""
+    todo = [(d.expr, 1)]
+    while todo:
+        e, depth = todo.pop()
+        if depth > MAX_EXPR_DEPTH:
+            return Diagnostic(e.loc, f"the expression of {d.kind} {d.name!r} nests more than "
+                                     f"{MAX_EXPR_DEPTH} levels deep",
+                              f"at most {MAX_EXPR_DEPTH} levels (each operator, if, call and "
+                              "where is one, and a chain such as a + b + c nests one per "
+                              "operator): move a part into a feature of its own and read that")
+        inner = ast.children(e) + ((e.where,) if isinstance(e, ast.Agg) and e.where is not None
+                                   else ())
+        todo += [(c, depth + 1) for c in reversed(inner)]
+    return None
+
+
+class _ToAst(lark.Transformer_NonRecursive):
+    """Builds the AST bottom-up without recursion: a chain of 20,000 terms is an error to
+    report (see _depth_problem), not a RecursionError."""
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
@@ -81,7 +122,8 @@ class _ToAst(lark.Transformer):
 
     @lark.v_args(meta=True)
     def import_(self, meta, items):
-        return ast.Import(pyast.literal_eval(items[0]), Loc(self.file, meta.line, meta.column))
+        loc = Loc(self.file, meta.line, meta.column)
+        return ast.Import(_string(items[0], loc), loc)
 
     @lark.v_args(meta=True)
     def lateness(self, meta, items):
@@ -106,8 +148,13 @@ class _ToAst(lark.Transformer):
 
     def definition(self, items):
         kind, name, version, expr = items
-        return ast.Definition(str(kind), str(name), int(version[1:]) if version else 1, expr,
-                              self._tok(name))
+        d = ast.Definition(str(kind), str(name),
+                           _in_range(version[1:], 1, f"version {version}", self._tok(version))
+                           if version else 1, expr, self._tok(name))
+        problem = _depth_problem(d)
+        if problem is not None:
+            raise FeatureError([problem])
+        return d
 
     # ---------------------------------------------------------------- expressions
     def if_(self, items):
@@ -129,13 +176,19 @@ class _ToAst(lark.Transformer):
         return ast.IsNull(items[0], True, _loc_of(items[0]))
 
     def int_(self, items):
-        return ast.Literal(int(items[0]), self._tok(items[0]))
+        loc = self._tok(items[0])
+        return ast.Literal(_in_range(items[0], 1, f"integer {str(items[0])[:40]}", loc), loc)
 
     def float_(self, items):
-        return ast.Literal(float(items[0]), self._tok(items[0]))
+        value, loc = float(items[0]), self._tok(items[0])
+        if math.isinf(value):  # past the largest double, about 1.8e308
+            raise FeatureError([Diagnostic(loc, f"number {str(items[0])[:40]} is out of range",
+                                           "floats are 64-bit doubles: at most about 1.8e308")])
+        return ast.Literal(value, loc)
 
     def string(self, items):
-        return ast.Literal(pyast.literal_eval(items[0]), self._tok(items[0]))
+        loc = self._tok(items[0])
+        return ast.Literal(_string(items[0], loc), loc)
 
     def true(self, items):
         return ast.Literal(True, self._tok(items[0]))
@@ -182,7 +235,38 @@ def _loc_of(e: ast.Expr) -> Loc:
     return e.loc
 
 
+def decode(data: bytes, file: str) -> str:
+    """A definition file's bytes -> its text, or a located error: where it passes
+    MAX_FILE_BYTES, or at its first byte that is not UTF-8 (shown as U+FFFD under the caret)."""
+    _check_size(data, file)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        loc = _byte_loc(data, exc.start, file)
+        raise FeatureError([Diagnostic(loc, f"invalid UTF-8 byte 0x{data[exc.start]:02x}",
+                                       "definition files are UTF-8 text; save it as UTF-8")],
+                           {file: data.decode("utf-8", "replace")}) from None
+
+
+def _check_size(data: bytes, file: str) -> None:
+    """A located error (where the file passes the limit) for a file past MAX_FILE_BYTES."""
+    if len(data) > MAX_FILE_BYTES:
+        head = data[:MAX_FILE_BYTES].decode("utf-8", "replace")
+        raise FeatureError([Diagnostic(_byte_loc(data, MAX_FILE_BYTES, file),
+                                       f"definition file is larger than {MAX_FILE_BYTES} bytes",
+                                       f"a file holds at most {MAX_FILE_BYTES >> 20} MiB: split "
+                                       "it into files that import each other")], {file: head})
+
+
+def _byte_loc(data: bytes, offset: int, file: str) -> Loc:
+    """The line and column (in characters, as the parser counts them) of a byte offset."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    return Loc(file, data.count(b"\n", 0, offset) + 1,
+               len(data[start:offset].decode("utf-8", "replace")) + 1)
+
+
 def parse(text: str, file: str = "<string>") -> ast.Module:
+    _check_size(text.encode("utf-8", "surrogatepass"), file)
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as exc:

@@ -38,7 +38,30 @@ def show(e: ast.Expr) -> str:
 def definition_hash(program: ast.Program, column: str) -> str:
     """Hash of everything a definition's values depend on: its expression, the definitions it
     reads (recursively), the fields and streams it touches, the driver and the lateness."""
-    d = program.definition(column)
+    return definition_hashes(program, [column])[column]
+
+
+def definition_hashes(program: ast.Program, columns) -> dict[str, str]:
+    """column -> definition_hash, for `columns` and the definitions they read. Each hash uses
+    the hashes of what it reads, computed before it in dependency order (the program's): no
+    recursion along a chain of features, and each hash computed once."""
+    defs = program.features + program.labels
+    by_column = {d.column: d for d in defs}
+    needed = set(columns)
+    todo = list(needed)
+    while todo:
+        for n in ast.walk(by_column[todo.pop()].expr):
+            if isinstance(n, ast.FeatureRef) and n.name not in needed:
+                needed.add(n.name)
+                todo.append(n.name)
+    hashes: dict[str, str] = {}
+    for d in defs:
+        if d.column in needed:
+            hashes[d.column] = _hash(program, d, hashes)
+    return hashes
+
+
+def _hash(program: ast.Program, d: ast.Definition, hashes: dict[str, str]) -> str:
     parts = [f"{d.kind} {show(d.expr)}", f"driver {program.driver}",
              f"lateness {program.lateness_micros}"]
     seen = set()
@@ -47,7 +70,7 @@ def definition_hash(program: ast.Program, column: str) -> str:
         for n in ast.walk(e):
             if isinstance(n, ast.FeatureRef) and n.name not in seen:
                 seen.add(n.name)
-                parts.append(f"uses {n.name}={definition_hash(program, n.name)}")
+                parts.append(f"uses {n.name}={hashes[n.name]}")
             if isinstance(n, ast.Agg):
                 # Only the fields it reads: adding a field to a stream changes nothing.
                 st, drv = program.streams[n.stream], program.driver_stream
@@ -68,6 +91,6 @@ def definition_hash(program: ast.Program, column: str) -> str:
 def fingerprint(program: ast.Program) -> str:
     """Identity of the online state layout and semantics: a store written by another program
     must not be resumed."""
-    text = "\n".join(f"{d.column}={definition_hash(program, d.column)}"
-                     for d in program.features)
+    hashes = definition_hashes(program, [d.column for d in program.features])
+    text = "\n".join(f"{d.column}={hashes[d.column]}" for d in program.features)
     return hashlib.sha256(f"{program.lateness_micros}\n{text}".encode()).hexdigest()[:16]

@@ -81,7 +81,11 @@ _OP_NAME = {op: f"_op{i}" for i, op in enumerate(_OPS)}
 
 
 class PyExpr:
-    """Compile an expression to a Python expression string; `ref` maps names/aggs to source."""
+    """Compile an expression to a Python expression string; `ref` maps names/aggs to source.
+
+    The source is at most a conditional expression (`a if c else b`), parenthesized only where
+    Python needs it (an `if`'s then-branch, an operand of `is`): it nests about one pair of
+    parentheses per level of the expression, and Python allows 200 (limits.MAX_EXPR_DEPTH)."""
 
     def __init__(self, ref: Callable[[ast.Expr], str]):
         self.ref = ref
@@ -98,12 +102,9 @@ class PyExpr:
         if e.type.base is not Base.INT:
             return self(e)
         if isinstance(e, ast.Literal) and isinstance(e.value, int):
-            try:
-                return repr(float(e.value))
-            except OverflowError:
-                pass
+            return repr(float(e.value))  # int literals are 64-bit: float() cannot overflow
         a = self._tmp()  # _f inlined
-        return f"(None if ({a} := {self(e)}) is None else float({a}))"
+        return f"None if ({a} := {self(e)}) is None else float({a})"
 
     def _as(self, e, t) -> str:
         return self._float(e) if t.base is Base.FLOAT else self(e)
@@ -133,29 +134,29 @@ class PyExpr:
             # rounds the exact quotient (they differ past 2**53).
             both_int = l.type.base is Base.INT and r.type.base is Base.INT
             fa = f"float({a})" if both_int else a
-            return (f"(None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
-                    f"or {b} == 0 else {fa} / {b})")
+            return (f"None if ({a} := {self(l)}) is None or ({b} := {self(r)}) is None "
+                    f"or {b} == 0 else {fa} / {b}")
         tests, vals = self._operands(e)
         if not tests:
             return f"({vals[0]} {e.op} {vals[1]})"
         nulls = " or ".join(f"({t} := {src}) is None" for t, src in tests)
-        return f"(None if {nulls} else {vals[0]} {e.op} {vals[1]})"
+        return f"None if {nulls} else {vals[0]} {e.op} {vals[1]}"
 
     def _operands(self, e) -> tuple[list[tuple[str, str]], list[str]]:
         """The operands of a binary operator: (temporary, source) of each that may be null, and
         the two values. Inline (no call) null propagation: this is the online target's hot
-        path. A literal operand is never null and needs no test."""
+        path. A literal operand is never null and needs no test; an int meeting a float is
+        converted after its test (as _float would, one test fewer)."""
         l, r = e.left, e.right
         mixed = Base.FLOAT in (l.type.base, r.type.base)
-        ls, rs = (self._float(l), self._float(r)) if mixed else (self(l), self(r))
         tests, vals = [], []
-        for side, src in ((l, ls), (r, rs)):
+        for side in (l, r):
             if isinstance(side, ast.Literal) and side.value is not None:
-                vals.append(src)
+                vals.append(self._float(side) if mixed else self(side))
             else:
                 t = self._tmp()
-                tests.append((t, src))
-                vals.append(t)
+                tests.append((t, self(side)))
+                vals.append(f"float({t})" if mixed and side.type.base is Base.INT else t)
         return tests, vals
 
     def _true(self, e) -> str:
@@ -163,17 +164,17 @@ class PyExpr:
         if isinstance(e, ast.Binary) and e.op in ("==", "!=", "<", "<=", ">", ">="):
             tests, vals = self._operands(e)
             nonnull = [f"({t} := {src}) is not None" for t, src in tests]
-            return "(" + " and ".join(nonnull + [f"{vals[0]} {e.op} {vals[1]}"]) + ")"
+            return " and ".join(nonnull + [f"{vals[0]} {e.op} {vals[1]}"])
         if isinstance(e, ast.IsNull):
             return self(e)
         return f"({self(e)}) is True"
 
     def _isnull(self, e):
-        return f"(({self(e.operand)}) is {'not ' if e.negated else ''}None)"
+        return f"({self(e.operand)}) is {'not ' if e.negated else ''}None"
 
     def _if(self, e):
-        return (f"(({self._as(e.then, e.type)}) if {self._true(e.cond)} "
-                f"else ({self._as(e.else_, e.type)}))")
+        return (f"({self._as(e.then, e.type)}) if {self._true(e.cond)} "
+                f"else {self._as(e.else_, e.type)}")
 
     def _call(self, e):
         if e.fn == "coalesce":

@@ -30,6 +30,11 @@ def literal(value, dialect: str = "duckdb") -> str:
     return f"'{s}'"
 
 
+def _trivial(e: ast.Expr) -> bool:
+    """A literal or a column: cheap to write twice."""
+    return isinstance(e, (ast.Literal, ast.FieldRef, ast.FeatureRef, ast.Agg))
+
+
 class SqlExpr:
     """Compile one expression; `ref` maps FieldRef/FeatureRef/Agg nodes to SQL."""
 
@@ -68,9 +73,17 @@ class SqlExpr:
         l, r = e.left, e.right
         if op in ("and", "or"):
             return f"({self(l)} {op.upper()} {self(r)})"
-        if op == "/":
-            return (f"(CASE WHEN {self(r)} = 0 THEN NULL ELSE "
-                    f"{self._double(l)} / {self._double(r)} END)")
+        if op == "/":  # null on a zero divisor
+            if _trivial(r):
+                return (f"(CASE WHEN {self(r)} = 0 THEN NULL ELSE "
+                        f"{self._double(l)} / {self._double(r)} END)")
+            # Not `CASE WHEN r = 0`: r written twice, and divisors holding divisors would
+            # double the query at each level (DuckDB's NULLIF is a macro for that CASE).
+            if self.dialect == "spark":  # its division is null on 0 (ANSI off: batch_spark)
+                return f"({self._double(l)} / {self._double(r)})"
+            # r's one value in a list, dropped if 0.
+            return (f"({self._double(l)} / list_filter([{self._double(r)}], "
+                    "lambda d: d <> 0)[1])")
         mixed = Base.FLOAT in (l.type.base, r.type.base)
         ls, rs = (self._double(l), self._double(r)) if mixed else (self(l), self(r))
         sqlop = {"==": "=", "!=": "<>"}.get(op, op)
@@ -100,24 +113,42 @@ class SqlExpr:
 
 def final_select(program: ast.Program, plan, ctes: list[str], labels: bool, dialect: str = "duckdb") -> str:
     """The query over the `base` CTE (driver fields and guarded aggregation slots) that both
-    batch targets end with: seq, too_late and one typed column per feature (and label)."""
+    batch targets end with: seq, too_late and one typed column per feature (and label).
+
+    A definition that others read is a column of a layer over base, not written out where it
+    is read: written out, a chain of features would nest past the engines' expression depth,
+    and one read twice by the next, read twice by the next... would double at each link.
+    Layer i holds those that read only columns of the layers below it."""
     defs = program.features + (program.labels if labels else ())
-    by_column = {d.column: d for d in defs}
-    cache: dict[str, str] = {}
+    read = {n.name for d in defs for n in ast.walk(d.expr) if isinstance(n, ast.FeatureRef)}
+    columns: dict[str, tuple[str, int]] = {}  # read definition -> (its SQL, layers it needs)
+    layers: list[list[str]] = []
 
     def ref(e: ast.Expr) -> str:
         if isinstance(e, ast.FieldRef):
             return quote(e.name, dialect)
         if isinstance(e, ast.Agg):
             return plan.slot(e).name
-        if e.name not in cache:
-            cache[e.name] = compile_expr(by_column[e.name].expr)
-        return cache[e.name]
+        return columns[e.name][0]  # defs are in dependency order
 
     compile_expr = SqlExpr(ref, dialect)
     string = "VARCHAR" if dialect == "duckdb" else "STRING"
     out = ["seq", "too_late"]
     for d in defs:
+        sql = compile_expr(d.expr)
+        if d.column in read:
+            level = max((columns[n.name][1] for n in ast.walk(d.expr)
+                         if isinstance(n, ast.FeatureRef)), default=0)
+            if not _trivial(d.expr):
+                layers += [[] for _ in range(level + 1 - len(layers))]
+                layers[level].append(f"{sql} AS __f{len(columns)}")
+                sql, level = f"__f{len(columns)}", level + 1
+            columns[d.column] = (sql, level)
         t = {Base.INT: "BIGINT", Base.FLOAT: "DOUBLE", Base.BOOL: "BOOLEAN"}.get(d.expr.type.base, string)
-        out.append(f"CAST({compile_expr(d.expr)} AS {t}) AS {quote(d.column, dialect)}")
-    return "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) + " FROM base ORDER BY seq"
+        out.append(f"CAST({sql} AS {t}) AS {quote(d.column, dialect)}")
+    source = "base"
+    for i, cols in enumerate(layers):
+        ctes = ctes + [f"feat{i} AS (SELECT *, {', '.join(cols)} FROM {source})"]
+        source = f"feat{i}"
+    return ("WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(out) + f" FROM {source} "
+            "ORDER BY seq")

@@ -12,6 +12,7 @@ import difflib
 from roundhouse.features import syntax as ast
 from roundhouse.features.syntax import Base, Type
 from roundhouse.features.errors import Diagnostic, FeatureError, Loc
+from roundhouse.features.limits import MAX_FEATURE_CHAIN
 
 INT, FLOAT, BOOL, STRING = Base.INT, Base.FLOAT, Base.BOOL, Base.STRING
 NUMERIC = (INT, FLOAT)
@@ -55,39 +56,76 @@ class Checker:
         self.defs = defs
         self.problems: list[Diagnostic] = []
         self.typed: dict[str, ast.Definition] = {}
-        self._visiting: list[str] = []
+        self._features = {c: x for c, x in defs.items() if x.kind == "feature"}
+        self._labels = {c: x for c, x in defs.items() if x.kind == "label"}
+        self._fields = {f.name: f for f in streams[driver].fields}
 
     def fail(self, loc: Loc, message: str, hint: str = "") -> None:
         self.problems.append(Diagnostic(loc, message, hint))
 
     # ------------------------------------------------------------ definitions
-    def definition(self, column: str) -> ast.Definition | None:
-        if column in self.typed:
-            return self.typed[column]
+    def order(self) -> list[str]:
+        """The definitions in dependency order: a definition after those it reads, otherwise
+        as declared (a depth-first walk, without recursion: a chain of 10,000 features is a
+        located error, not a RecursionError). Cycles and chains longer than
+        MAX_FEATURE_CHAIN are problems."""
+        reads = {c: list(dict.fromkeys(  # a field of the driver hides a feature's name
+            n.name for n in ast.walk(d.expr) if isinstance(n, ast.Name)
+            and n.name in self.defs and n.name not in self._fields)) for c, d in self.defs.items()}
+        order: list[str] = []
+        chain: dict[str, int] = {}  # definition -> the longest chain of reads it starts
+        for root in self.defs:
+            if root in chain:
+                continue
+            path, todo = [root], [iter(reads[root])]
+            chain[root] = 0  # 0: on the path
+            while path:
+                column = next(todo[-1], None)
+                if column is None:  # everything it reads is done
+                    done = path.pop()
+                    todo.pop()
+                    chain[done] = 1 + max((chain[r] for r in reads[done]), default=0)
+                    order.append(done)
+                    if chain[done] == MAX_FEATURE_CHAIN + 1:
+                        self._too_long(done, reads, chain)
+                elif column not in chain:
+                    path.append(column)
+                    todo.append(iter(reads[column]))
+                    chain[column] = 0
+                elif chain[column] == 0:
+                    d = self.defs[column]
+                    cycle = " -> ".join(path[path.index(column):] + [column])
+                    self.fail(d.loc, f"{d.kind} {column!r} depends on itself ({cycle})",
+                              "break the cycle: a feature can only read features that do not "
+                              "read it")
+        return order
+
+    def _too_long(self, column: str, reads: dict, chain: dict) -> None:
+        names = [column]
+        while chain[names[-1]] > 1:  # down the longest chain
+            names.append(max(reads[names[-1]], key=chain.__getitem__))
+        shown = names if len(names) <= 5 else names[:3] + ["..."] + names[-1:]
         d = self.defs[column]
-        if column in self._visiting:
-            cycle = " -> ".join(self._visiting[self._visiting.index(column):] + [column])
-            self.fail(d.loc, f"{d.kind} {column!r} depends on itself ({cycle})",
-                      "break the cycle: a feature can only read features that do not read it")
+        self.fail(d.loc, f"{d.kind} {column!r} heads a chain of {len(names)} definitions "
+                         f"reading each other ({' -> '.join(shown)})",
+                  f"a chain is at most {MAX_FEATURE_CHAIN} long: compute some of its links "
+                  "in one expression")
+
+    def definition(self, column: str) -> ast.Definition | None:
+        """Types one definition; those it reads were typed before it (see `order`)."""
+        d = self.defs[column]
+        scope = _Scope(self._fields, self.driver, self._features, self._labels,
+                       d.kind == "label")
+        expr = self.expr(d.expr, scope)
+        if expr is None:
             return None
-        self._visiting.append(column)
-        try:
-            features = {c: x for c, x in self.defs.items() if x.kind == "feature"}
-            labels = {c: x for c, x in self.defs.items() if x.kind == "label"}
-            fields = {f.name: f for f in self.streams[self.driver].fields}
-            scope = _Scope(fields, self.driver, features, labels, d.kind == "label")
-            expr = self.expr(d.expr, scope)
-            if expr is None:
-                return None
-            if expr.type.base is Base.NULL:
-                self.fail(d.loc, f"{d.kind} {column!r} is always null, so it has no type",
-                          "give it a value, e.g. coalesce(x, 0)")
-                return None
-            typed = dataclasses.replace(d, expr=expr)
-            self.typed[column] = typed
-            return typed
-        finally:
-            self._visiting.pop()
+        if expr.type.base is Base.NULL:
+            self.fail(d.loc, f"{d.kind} {column!r} is always null, so it has no type",
+                      "give it a value, e.g. coalesce(x, 0)")
+            return None
+        typed = dataclasses.replace(d, expr=expr)
+        self.typed[column] = typed
+        return typed
 
     # ------------------------------------------------------------ expressions
     def expr(self, e: ast.Expr, s: _Scope) -> ast.Expr | None:
@@ -132,16 +170,19 @@ class Checker:
                           "labels look into the future and exist only in training tables; "
                           "compute the feature from past events instead")
                 return None
-            d = self.definition(n)
-            return None if d is None else ast.FeatureRef(n, e.loc, d.expr.type)
+            return self._read(n, e)
         if s.features is not None and n in s.features:
-            d = self.definition(n)
-            return None if d is None else ast.FeatureRef(n, e.loc, d.expr.type)
+            return self._read(n, e)
         known = list(s.fields) + list(s.features or {}) + (list(s.labels) if s.in_label else [])
         self.fail(e.loc, f"unknown name {n!r}",
                   _hint_names(n, known) or
                   f"a name is a field of the driver stream {s.stream!r} or a feature")
         return None
+
+    def _read(self, column: str, e: ast.Name):
+        """A definition read by name; None (reported where it is) if it did not check."""
+        d = self.typed.get(column)
+        return None if d is None else ast.FeatureRef(column, e.loc, d.expr.type)
 
     def _sub(self, parts, s):
         out = [self.expr(p, s) for p in parts]
@@ -476,7 +517,7 @@ def check(modules: list[ast.Module], sources: dict[str, str] | None = None) -> a
                                        _hint_names(driver[0], streams) or
                                        f"declare `stream {driver[0]} {{ ... }}`")], sources)
     checker = Checker(streams, driver[0], defs)
-    for column in defs:
+    for column in checker.order():
         checker.definition(column)
     if checker.problems:
         raise FeatureError(checker.problems, sources)
