@@ -14,8 +14,8 @@ import datetime as dt
 import json
 import math
 
-from roundhouse.features import eventlog
-from roundhouse.features import syntax as ast
+from roundhouse.features.language import syntax as ast
+from roundhouse.features.transport import eventlog
 
 INT64 = (-(1 << 63), (1 << 63) - 1)
 _EXPECTED = {ast.Base.INT: "an integer", ast.Base.FLOAT: "a number", ast.Base.BOOL: "true or false",

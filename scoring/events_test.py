@@ -2,10 +2,10 @@ import pathlib
 
 import pytest
 
-from roundhouse.features import lang
+from roundhouse.features.language import loader
 from roundhouse.scoring import events
 
-PROGRAM = lang.load(pathlib.Path(__file__).parent.parent / "features" / "defs" / "fraud.feat")
+PROGRAM = loader.load(pathlib.Path(__file__).parent.parent / "features" / "defs" / "fraud.feat")
 CHARGE = {"event_time": "2024-01-01T00:00:00Z", "charge_id": "c1", "card_id": "k", "amount": 1200}
 
 

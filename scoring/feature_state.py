@@ -30,9 +30,10 @@ import os
 import pathlib
 import threading
 
-from roundhouse.features import eventlog, stores
-from roundhouse.features import syntax as ast
-from roundhouse.features.online import OnlineProgram
+from roundhouse.features.language import syntax as ast
+from roundhouse.features.targets.online import stores
+from roundhouse.features.targets.online.program import OnlineProgram
+from roundhouse.features.transport import eventlog
 from roundhouse.scoring.events import Event
 
 log = logging.getLogger("roundhouse.scoring.state")

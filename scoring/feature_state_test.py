@@ -3,11 +3,13 @@ import pathlib
 
 import pytest
 
-from roundhouse.features import lang, online, stores
+from roundhouse.features.language import loader
+from roundhouse.features.targets.online import stores
+from roundhouse.features.targets.online.program import OnlineProgram
 from roundhouse.scoring import events
 from roundhouse.scoring.feature_state import LocalFeatureState, StateError
 
-PROGRAM = lang.load(pathlib.Path(__file__).parent.parent / "features" / "defs" / "fraud.feat")
+PROGRAM = loader.load(pathlib.Path(__file__).parent.parent / "features" / "defs" / "fraud.feat")
 T0 = 1_704_067_200_000_000
 
 
@@ -22,7 +24,7 @@ def test_a_background_snapshot_holds_every_event_applied_before_it(tmp_path):
         assert served == [0, 1, 2, 3, 4]
         state.save_in_background()
         snapshot = next(tmp_path.glob("*/state.snapshot"))
-        saved = stores.MemoryStore(online.OnlineProgram(PROGRAM), snapshot=snapshot)
+        saved = stores.MemoryStore(OnlineProgram(PROGRAM), snapshot=snapshot)
         # The snapshot covers the whole first segment; the log goes on in the next one.
         assert saved.meta[1] == 5 and saved.position == (1, 0)
         assert sorted(p.name for p in snapshot.parent.glob("events.*")) == ["events.00000001.jsonl"]

@@ -17,15 +17,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from roundhouse.features import compare, eventlog, events as events_mod, gen, lang, online, stores
+from roundhouse.features.language import loader
+from roundhouse.features.targets.online import stores
+from roundhouse.features.targets.online.program import OnlineProgram
+from roundhouse.features.testing import compare, gen
+from roundhouse.features.transport import eventlog, events as events_mod
 from roundhouse.platform.registry.store import open_store
 from roundhouse.platform.registry.tags import TagStore
 from roundhouse.scoring import testlib
 from roundhouse.scoring.testlib import call
 from roundhouse.testing.redis_server import redis_url  # noqa: F401  (a fixture)
 
-REPLAY = pathlib.Path(__file__).parent.parent / "features" / "replay"
-PROGRAM = lang.load(testlib.FRAUD)
+REPLAY = pathlib.Path(__file__).parent.parent / "features" / "commands" / "replay"
+PROGRAM = loader.load(testlib.FRAUD)
 FIELDS = [f for s in PROGRAM.streams.values() for f in s.fields]
 
 
@@ -127,7 +131,7 @@ def test_concurrent_clients_lose_nothing_and_count_nothing_twice(tmp_path, redis
 
     # The shared state equals the accepted events applied one by one, in the scorers' order,
     # to an empty namespace.
-    program = online.OnlineProgram(PROGRAM)
+    program = OnlineProgram(PROGRAM)
     fresh = stores.RedisStore(program, redis_url, namespace="rh:check", fresh=True)
     for event in renumbered(rows, seqs).to_pylist():
         fresh.process_batch([program.row({**event, "t": eventlog.micros(event["event_time"])})])
@@ -137,7 +141,7 @@ def test_concurrent_clients_lose_nothing_and_count_nothing_twice(tmp_path, redis
     assert len(state("rh:check")) > 5
 
 
-CONSUME = pathlib.Path(__file__).parent.parent / "features" / "consume"
+CONSUME = pathlib.Path(__file__).parent.parent / "features" / "commands" / "consume"
 
 
 def test_ingest_stream_hands_events_to_the_consumer(tmp_path, redis_url):  # noqa: F811

@@ -26,7 +26,7 @@ import time
 
 import waitress
 
-from roundhouse.features import eventlog
+from roundhouse.features.transport import eventlog
 from roundhouse.platform.home import default_home
 from roundhouse.platform.registry.store import open_store
 from roundhouse.scoring import metrics, shards as shards_lib

@@ -70,8 +70,8 @@ def test_scores_with_the_features_the_model_was_trained_on(world):
 
 
 def store_columns():
-    from roundhouse.features import lang
-    return [d.column for d in lang.load(testlib.FRAUD).features]
+    from roundhouse.features.language import loader
+    return [d.column for d in loader.load(testlib.FRAUD).features]
 
 
 def test_meta_models_decide_dispatch_and_combine(world):

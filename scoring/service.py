@@ -18,9 +18,8 @@ import threading
 import time
 from typing import Callable
 
-from roundhouse.features import lang
-from roundhouse.features import syntax as ast
-from roundhouse.features.errors import FeatureError
+from roundhouse.features.language import loader, syntax as ast
+from roundhouse.features.language.errors import FeatureError
 from roundhouse.platform.registry import feature_set
 from roundhouse.platform.registry.store import ModelNotFound, ModelStore
 from roundhouse.platform.registry.tags import TagStore
@@ -60,7 +59,7 @@ def load_definitions(folder: pathlib.Path) -> dict[str, ast.Program]:
     programs = {}
     for path in sorted(pathlib.Path(folder).glob("*.feat")):
         try:
-            programs[path.name] = lang.load(path)
+            programs[path.name] = loader.load(path)
         except FeatureError as e:
             raise SystemExit(f"scorer: cannot load the feature definitions {path}:\n{e}") from None
     return programs

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pathlib
 
-from roundhouse.features import lang, printer
-from roundhouse.features import syntax as ast
+from roundhouse.features.language import loader, printer, syntax as ast
 from roundhouse.platform.api import model_pb2
 
 
@@ -21,7 +20,7 @@ class FeatureSetError(ValueError):
 
 def describe(definitions: pathlib.Path, columns) -> model_pb2.FeatureSet:
     """The FeatureSet of a model whose input `columns` are features of `definitions`."""
-    program = lang.load(definitions)
+    program = loader.load(definitions)
     known = {d.column for d in program.features}
     unknown = [c for c in columns if c not in known]
     if unknown:

@@ -9,7 +9,8 @@ import tempfile
 import duckdb
 import pyarrow as pa
 
-from roundhouse.features import batch_duckdb, lang
+from roundhouse.features.language import loader
+from roundhouse.features.targets.batch import duckdb_target
 
 # In runfiles (and in the .par) the definitions sit at the same place as in the source tree.
 DEFS = pathlib.Path(__file__).parents[2] / "features" / "defs" / "fraud.feat"
@@ -37,10 +38,10 @@ LABEL = "is_fraud"
 def training_table(events_path: str | pathlib.Path) -> pa.Table:
     """One row per charge, ordered by seq: seq, too_late, the features, the label, and the
     charge's event_time and charge_id (for time-based holdouts and for looking rows up)."""
-    program = lang.load(DEFS)
+    program = loader.load(DEFS)
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "table.parquet"
-        batch_duckdb.materialize(program, str(events_path), str(out))
+        duckdb_target.materialize(program, str(events_path), str(out))
         con = duckdb.connect()
         try:
             return con.sql(

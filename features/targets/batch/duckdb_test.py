@@ -1,0 +1,131 @@
+"""Batch target (DuckDB): exact answers on a hand-written log, the naive reference on
+generated logs, labels, and the CLI's Parquet output."""
+import datetime
+import pathlib
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from roundhouse.features.commands import materialize_main
+from roundhouse.features.language import loader
+from roundhouse.features.targets.batch import duckdb_target
+from roundhouse.features.testing import gen, reference, scenario
+from roundhouse.features.testing.compare import assert_rows_equal
+from roundhouse.features.transport import events
+
+FEATURES = pathlib.Path(__file__).parents[2]
+
+
+def run_batch(program, table, labels=True) -> list[dict]:
+    con = duckdb.connect()
+    con.register("events_in", table)
+    return con.sql(duckdb_target.BatchCompiler(program, labels).sql("events_in")) \
+        .to_arrow_table().to_pylist()
+
+
+def test_hand_written_log_gives_the_contract_answers():
+    assert_rows_equal(run_batch(scenario.program(), scenario.table()), scenario.expected_rows())
+
+
+@pytest.mark.parametrize("defs", ["defs/fraud.feat", "testdata/kitchen_sink.feat"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_batch_matches_the_naive_reference(defs, seed):
+    p = loader.load(FEATURES / defs)
+    table = gen.generate(p, 250, seed)
+    assert_rows_equal(run_batch(p, table), reference.evaluate(p, table))
+
+
+@pytest.mark.parametrize("defs", ["defs/fraud.feat", "testdata/kitchen_sink.feat"])
+def test_in_order_fast_path_gives_the_general_answer(defs):
+    p = loader.load(FEATURES / defs)
+    table = gen.generate(p, 600, 5)
+    # Same events with their event_times sorted into seq order: in order, ties kept.
+    times = table.column("event_time").combine_chunks().sort()
+    table = table.set_column(1, "event_time", times)
+    con = duckdb.connect()
+    con.register("events_in", table)
+    assert duckdb_target.is_in_order(con, "events_in")
+    fast = con.sql(duckdb_target.BatchCompiler(p, in_order=True).sql("events_in")) \
+        .to_arrow_table()
+    general = con.sql(duckdb_target.BatchCompiler(p).sql("events_in")).to_arrow_table()
+    assert fast.equals(general)
+    assert_rows_equal(general.to_pylist(), reference.evaluate(p, table))
+    con.register("shuffled", gen.generate(p, 50, 5))
+    assert not duckdb_target.is_in_order(con, "shuffled")
+
+
+def _fraud_log(rows):
+    p = loader.load(FEATURES / "defs" / "fraud.feat")
+    t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    cols = {f.name: [] for f in events.schema(p)}
+    for seq, (stream, micros, fields) in enumerate(rows, start=1):
+        cols["seq"].append(seq)
+        cols["event_time"].append(t0 + datetime.timedelta(microseconds=micros))
+        cols["stream"].append(stream)
+        for name in cols:
+            if name not in ("seq", "event_time", "stream"):
+                cols[name].append(fields.get(name))
+    return p, pa.Table.from_pydict(cols, schema=events.schema(p))
+
+
+def test_is_fraud_label_window_is_zero_to_ninety_days_inclusive():
+    day = 86_400_000_000
+    charge = lambda cid: {"charge_id": cid, "card_id": "c", "merchant_id": "m", "amount": 100}
+    fraud = lambda cid: {"charge_id": cid, "merchant_id": "m", "reason": "fraudulent"}
+    p, table = _fraud_log([
+        ("charge", 0, charge("a")),
+        ("charge", 0, charge("b")),
+        ("charge", 0, charge("c")),
+        ("charge", 0, charge("d")),
+        ("dispute", 0, fraud("a")),                      # same instant: 0 days after
+        ("dispute", 90 * day + 1, fraud("b")),            # just past 90 days
+        ("dispute", 90 * day, {**fraud("c"), "reason": "duplicate"}),
+        ("dispute", 90 * day, fraud("d")),                # exactly 90 days
+    ])
+    rows = run_batch(p, table)
+    assert [r["is_fraud"] for r in rows] == [True, False, False, True]
+
+
+def test_merchant_disputes_are_read_at_each_charge():
+    hour = 3_600_000_000
+    p, table = _fraud_log([
+        ("dispute", 0, {"charge_id": "x", "merchant_id": "m1", "reason": "fraudulent"}),
+        ("dispute", hour, {"charge_id": "y", "merchant_id": "m1", "reason": "other"}),
+        ("dispute", hour, {"charge_id": "z", "merchant_id": None, "reason": "other"}),
+        ("charge", 2 * hour, {"charge_id": "c1", "card_id": "k", "merchant_id": "m1",
+                              "amount": 5}),
+        ("charge", 2 * hour, {"charge_id": "c2", "card_id": "k", "merchant_id": "m2",
+                              "amount": 0}),
+    ])
+    rows = run_batch(p, table)
+    assert [r["merchant_disputes_30d"] for r in rows] == [2, 0]
+    assert rows[1]["amount_to_card_avg_30d"] == 0.0
+    assert rows[1]["card_amount_avg_30d"] == 5.0
+
+
+def test_materialize_cli_writes_the_training_table(tmp_path):
+    p = loader.load(FEATURES / "defs" / "fraud.feat")
+    src = tmp_path / "events.parquet"
+    pq.write_table(gen.generate(p, 300, 3), src)
+    out = tmp_path / "out" / "train.parquet"
+    code = materialize_main.main(["--defs", str(FEATURES / "defs" / "fraud.feat"), "--events",
+                                  str(src), "--out", str(out)])
+    assert code == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["seq", "too_late"] + [d.column for d in p.features] + \
+        ["is_fraud"]
+    assert table.schema.field("card_charges_1h").type == pa.int64()
+    seqs = table.column("seq").to_pylist()
+    assert seqs == sorted(seqs) and len(seqs) == sum(
+        1 for s in pq.read_table(src).column("stream").to_pylist() if s == "charge")
+
+
+def test_materialize_cli_reports_a_bad_events_file(tmp_path, capsys):
+    src = tmp_path / "events.parquet"
+    pq.write_table(pa.table({"seq": [1], "stream": ["charge"]}), src)
+    code = materialize_main.main(["--defs", str(FEATURES / "defs" / "fraud.feat"), "--events",
+                                  str(src), "--out", str(tmp_path / "o.parquet")])
+    assert code == 1
+    assert "missing column 'event_time'" in capsys.readouterr().err
