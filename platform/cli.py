@@ -4,7 +4,10 @@ Jobs go through the training service (--server, default $ROUNDHOUSE_SERVER or
 http://127.0.0.1:8080); models and tags are read and moved in the model store directly
 (--store, default $ROUNDHOUSE_STORE or ~/.roundhouse).
 
-  submit FILE [--watch]     a TrainingRequest in JSON or YAML -> job ID
+  submit FILE [--watch | --wait]
+                            a TrainingRequest in JSON or YAML -> job ID; --watch follows its
+                            progress and logs, --wait waits quietly (for schedulers); both print
+                            the result and exit 1 when the job fails or is cancelled
   watch JOB                 progress and logs until the job ends, then its result
   status JOB | result JOB | logs JOB | cancel JOB
   jobs [--owner O] [--workflow W] [--state S]
@@ -19,40 +22,18 @@ import os
 import pathlib
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import yaml
 
 from roundhouse.platform.registry import meta_models, store as store_lib
 from roundhouse.platform.registry import tags as tags_lib
 from roundhouse.platform.home import default_home
+from roundhouse.platform.training.client import (TERMINAL, JobFailed, Retry, ServiceError,
+                                                 TrainingClient, Unreachable)
 
 
 class CliError(Exception):
     pass
-
-
-class Client:
-    def __init__(self, base: str):
-        self.base = base.rstrip("/")
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            try:
-                message = json.loads(e.read()).get("error", "")
-            except ValueError:
-                message = e.reason
-            raise CliError(f"{method} {path}: {e.code} {message}") from None
-        except urllib.error.URLError as e:
-            raise CliError(f"cannot reach the training service at {self.base}: {e.reason} "
-                           "(start it with `bazel run //platform/training:server`, or pass --server)") from None
 
 
 def load_spec(path: pathlib.Path):
@@ -77,29 +58,29 @@ def load_request(path: pathlib.Path) -> dict:
     return body
 
 
-def watch(client: Client, job_id: str, out=sys.stdout, poll: float = 0.5) -> dict:
+def watch(client: TrainingClient, job_id: str, out=sys.stdout, poll: float = 0.5) -> dict:
     position, last_state, started = 0, None, time.monotonic()
     while True:
-        job = client.call("GET", f"/v1/jobs/{job_id}")
-        logs = client.call("GET", f"/v1/jobs/{job_id}/logs?after={position}")
-        for line in logs["text"].splitlines():
+        job = client.status(job_id)
+        text, position = client.logs(job_id, position)
+        for line in text.splitlines():
             print(f"  | {line}", file=out)
-        position = logs["next"]
         state = job["state"]
         if state != last_state:
             print(f"[{time.monotonic() - started:6.1f}s] job {job_id}: {state.lower()}"
                   + (f" ({job['reason']})" if job.get("reason") else ""), file=out, flush=True)
             last_state = state
-        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        if state in TERMINAL:
             return job
         time.sleep(poll)
 
 
-def follow(client: Client, job_id: str, show) -> int:
-    """Watch a job to its end; show its result if it succeeded. The exit code says which."""
-    if watch(client, job_id)["state"] != "SUCCEEDED":
+def finish(client: TrainingClient, job: dict, show) -> int:
+    """Show a finished job's result; the exit code says whether it succeeded."""
+    if job["state"] != "SUCCEEDED":
+        print(f"roundhouse: error: {JobFailed(job)}", file=sys.stderr)
         return 1
-    show(client.call("GET", f"/v1/jobs/{job_id}/result"))
+    show(client.result(job["id"]))
     return 0
 
 
@@ -112,7 +93,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("submit")
     p.add_argument("file", type=pathlib.Path)
-    p.add_argument("--watch", action="store_true")
+    follow = p.add_mutually_exclusive_group()
+    follow.add_argument("--watch", action="store_true")
+    follow.add_argument("--wait", action="store_true")
     for name in ("watch", "status", "result", "logs", "cancel"):
         sub.add_parser(name).add_argument("job_id")
     p = sub.add_parser("jobs")
@@ -132,28 +115,30 @@ def main(argv=None) -> int:
     # Relative paths are meant from where the user ran `bazel run`, not from its runfiles.
     if os.environ.get("BUILD_WORKING_DIRECTORY"):
         os.chdir(os.environ["BUILD_WORKING_DIRECTORY"])
-    client = Client(args.server)
+    # A few seconds of retries: enough for a restarting service, short for a person at a prompt.
+    client = TrainingClient(args.server, retry=Retry(attempts=4))
     user = os.environ.get("USER", "")
     show = lambda value: print(json.dumps(value, indent=2, sort_keys=True))  # noqa: E731
     try:
         if args.command == "submit":
-            job_id = client.call("POST", "/v1/jobs", load_request(args.file))["job_id"]
-            print(job_id)
+            job_id = client.submit(load_request(args.file))
+            print(job_id, flush=True)
             if args.watch:
-                return follow(client, job_id, show)
+                return finish(client, watch(client, job_id), show)
+            if args.wait:
+                return finish(client, client.wait(job_id), show)
         elif args.command == "watch":
-            return follow(client, args.job_id, show)
+            return finish(client, watch(client, args.job_id), show)
         elif args.command == "status":
-            show(client.call("GET", f"/v1/jobs/{args.job_id}"))
+            show(client.status(args.job_id))
         elif args.command == "result":
-            show(client.call("GET", f"/v1/jobs/{args.job_id}/result"))
+            show(client.result(args.job_id))
         elif args.command == "logs":
-            print(client.call("GET", f"/v1/jobs/{args.job_id}/logs")["text"], end="")
+            print(client.logs(args.job_id)[0], end="")
         elif args.command == "cancel":
-            print(client.call("POST", f"/v1/jobs/{args.job_id}/cancel")["state"].lower())
+            print(client.cancel(args.job_id)["state"].lower())
         elif args.command == "jobs":
-            query = "&".join(f"{k}={getattr(args, k)}" for k in ("owner", "workflow", "state") if getattr(args, k))
-            for job in client.call("GET", f"/v1/jobs?{query}")["jobs"]:
+            for job in client.jobs(owner=args.owner, workflow=args.workflow, state=args.state):
                 print(f"{job['id']}  {job['state'].lower():9}  {job.get('workflow', '')}  {job.get('owner', '')}"
                       f"  {job.get('reason', '')}")
         else:
@@ -188,7 +173,11 @@ def main(argv=None) -> int:
             elif args.command == "history":
                 for e in tags.history(args.tag):
                     print(f"{e.at}  {e.model_id or '(untagged)'}  {e.by}")
-    except (CliError, store_lib.ModelNotFound, tags_lib.TagError, meta_models.SpecError) as e:
+    except Unreachable as e:
+        print(f"roundhouse: error: {e} (start it with `bazel run //platform/training:server`, "
+              "or pass --server)", file=sys.stderr)
+        return 1
+    except (CliError, ServiceError, store_lib.ModelNotFound, tags_lib.TagError, meta_models.SpecError) as e:
         print(f"roundhouse: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -56,6 +56,19 @@ def test_submit_yaml_watch_then_tag_rollback_untag(service, tmp_path):
     assert "toy-prod" not in cli(service, "models") and first in cli(service, "models")
 
 
+def test_submit_wait_exits_non_zero_when_the_job_fails(service, tmp_path):
+    data = toy_data(tmp_path / "toy.parquet")
+    req = tmp_path / "request.json"
+    req.write_text(json.dumps(request(data)))
+    out = cli(service, "submit", str(req), "--wait")
+    job_id, result = out.split("\n", 1)
+    assert json.loads(result)["model_id"].startswith("m-") and "[toy]" not in out  # quiet: no logs
+    req.write_text(json.dumps(request(data, C=-1.0)))
+    out = cli(service, "submit", str(req), "--wait", ok=False)
+    failed_id = out.splitlines()[0]
+    assert failed_id != job_id and f"job {failed_id} failed" in out
+
+
 def test_errors_are_clear(service, tmp_path):
     assert "no model 'm-nope'" in cli(service, "tag", "x", "m-nope", ok=False)
     bad = tmp_path / "bad.json"

@@ -1,0 +1,170 @@
+"""A client of the training service for schedulers (Airflow, cron, CI) and the CLI.
+
+    client = TrainingClient("http://training:8080")
+    result = client.train(request)          # submit, wait, result; raises JobFailed
+
+Reads (status, logs, result) are retried on connection errors and on 502/503/504, with
+exponential backoff, so that a service restart in the middle of a nightly run costs a pause,
+not the run. A submit is retried only when the request cannot have reached the service
+(connection refused, name not resolved, 503 from a proxy): retrying after the service may have
+accepted it could queue the job twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Callable
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+_RETRIED_STATUS = (502, 503, 504)
+
+
+class ServiceError(Exception):
+    """The service answered with an error (a 4xx, or a 5xx after the retries)."""
+
+    def __init__(self, method: str, path: str, status: int, message: str):
+        super().__init__(f"{method} {path}: {status} {message}")
+        self.status = status
+        self.message = message
+
+
+class Unreachable(Exception):
+    """The service did not answer within the retries."""
+
+
+class JobFailed(Exception):
+    """The job ended FAILED or CANCELLED; `job` is its last state from the service."""
+
+    def __init__(self, job: dict):
+        super().__init__(f"job {job['id']} {job['state'].lower()}"
+                         + (f": {job['reason']}" if job.get("reason") else ""))
+        self.job = job
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    attempts: int = 8          # 0.5 + 1 + 2 + 4 + 8 + 8 + 8 s: about half a minute of downtime
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delays(self):
+        delay = self.first_delay
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.max_delay)
+
+
+def _not_sent(reason) -> bool:
+    """Whether a connection error means the request never reached the service."""
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror))
+
+
+class TrainingClient:
+    def __init__(self, base_url: str, token: str | None = None, retry: Retry = Retry(),
+                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
+        self.base = base_url.rstrip("/")
+        self.token = token
+        self.retry = retry
+        self.timeout = timeout
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------ the API
+
+    def submit(self, request: dict) -> str:
+        """Queue a TrainingRequest (its JSON form); returns the job ID."""
+        return self._call("POST", "/v1/jobs", request, idempotent=False)["job_id"]
+
+    def status(self, job_id: str) -> dict:
+        return self._call("GET", _job(job_id))
+
+    def result(self, job_id: str) -> dict:
+        """The TrainingResult of a succeeded job (model_id, metrics...)."""
+        return self._call("GET", _job(job_id, "result"))
+
+    def logs(self, job_id: str, after: int = 0) -> tuple[str, int]:
+        """The job's log from position `after`, and the position to read from next."""
+        answer = self._call("GET", _job(job_id, f"logs?after={int(after)}"))
+        return answer["text"], answer["next"]
+
+    def jobs(self, owner: str = "", workflow: str = "", state: str = "") -> list[dict]:
+        query = urllib.parse.urlencode({k: v for k, v in
+                                        (("owner", owner), ("workflow", workflow), ("state", state)) if v})
+        return self._call("GET", "/v1/jobs" + (f"?{query}" if query else ""))["jobs"]
+
+    def cancel(self, job_id: str) -> dict:
+        return self._call("POST", _job(job_id, "cancel"), idempotent=True)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0,
+             on_log: Callable[[str], None] | None = None) -> dict:
+        """Poll until the job ends; returns its last state. `on_log` gets each new log line."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        position = 0
+        while True:
+            job = self.status(job_id)
+            if on_log is not None:
+                text, position = self.logs(job_id, position)
+                for line in text.splitlines():
+                    on_log(line)
+            if job["state"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job['state'].lower()} after {timeout:g} s")
+            self._sleep(poll)
+
+    def train(self, request: dict, timeout: float | None = None, poll: float = 1.0) -> dict:
+        """Submit, wait, and return the result; raises JobFailed when the job does not succeed."""
+        job = self.wait(self.submit(request), timeout=timeout, poll=poll)
+        if job["state"] != "SUCCEEDED":
+            raise JobFailed(job)
+        return self.result(job["id"])
+
+    # ------------------------------------------------------------------ transport
+
+    def _call(self, method: str, path: str, body=None, idempotent: bool = True):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        delays = self.retry.delays()
+        while True:
+            req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                status, message = e.code, _error_message(e)
+                if status not in _RETRIED_STATUS or (not idempotent and status != 503):
+                    raise ServiceError(method, path, status, message) from None
+                failure = ServiceError(method, path, status, message)
+            except urllib.error.URLError as e:
+                if not idempotent and not _not_sent(e.reason):
+                    raise Unreachable(f"{method} {path}: the connection to {self.base} broke ({e.reason}); "
+                                      "the job may have been queued: list the jobs before submitting again"
+                                      ) from None
+                failure = Unreachable(f"cannot reach the training service at {self.base}: {e.reason}")
+            except (ConnectionError, TimeoutError) as e:  # a reset or timeout while reading the answer
+                if not idempotent:
+                    raise Unreachable(f"{method} {path}: the connection to {self.base} broke ({e}); "
+                                      "the job may have been queued: list the jobs before submitting again"
+                                      ) from None
+                failure = Unreachable(f"{method} {path}: {e}")
+            delay = next(delays, None)
+            if delay is None:
+                raise failure
+            self._sleep(delay)
+
+
+def _job(job_id: str, action: str = "") -> str:
+    return f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def _error_message(e: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(e.read()).get("error", "") or e.reason
+    except ValueError:
+        return e.reason
