@@ -14,12 +14,11 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from typing import Iterator
 
 from roundhouse.testing.ports import free_port
+from roundhouse.testing.process import running
 
 try:  # the fixture is optional: the context manager works without pytest
     import pytest
@@ -51,25 +50,13 @@ def redis_server() -> Iterator[str]:
                                "apt-get install -y redis-server")
     workdir = tempfile.mkdtemp(prefix="rh-redis-")
     port = free_port()
-    log = open(os.path.join(workdir, "server.log"), "wb")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "no", "--dir", workdir],
-        stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while not _ping(port):
-            if proc.poll() is not None:
-                raise RedisUnavailable(f"redis-server exited with {proc.returncode}: "
-                                       + open(log.name).read())
-            if time.monotonic() > deadline:
-                raise RedisUnavailable("redis-server did not answer PING within 20 s")
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        with running([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--daemonize", "no", "--dir", workdir],
+                     lambda: _ping(port), name="redis-server", error=RedisUnavailable,
+                     log_path=os.path.join(workdir, "server.log")):
+            yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.kill()
-        proc.wait()
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

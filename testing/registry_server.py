@@ -19,9 +19,7 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 import urllib.parse
 import warnings
 from typing import Iterable, Iterator, Mapping
@@ -29,6 +27,7 @@ from typing import Iterable, Iterator, Mapping
 import requests
 
 from roundhouse.testing.ports import free_port
+from roundhouse.testing.process import running
 
 try:  # the fixture is optional: the context manager works without pytest
     import pytest
@@ -95,23 +94,13 @@ def registry_server(auth: str = "") -> Iterator[str]:
         f.write(_CONFIG.format(root=os.path.join(workdir, "storage"), port=port))
         if auth:
             f.write(f"auth: {{{auth}}}\n")
-    log = open(os.path.join(workdir, "server.log"), "wb")
-    proc = subprocess.Popen([binary, "serve", config], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
         # With auth, the 401 asking for credentials is the sign that the API is up.
-        while not _answers(port, (401,) if auth else (200,)):
-            if proc.poll() is not None:
-                raise RegistryUnavailable(f"docker-registry exited with {proc.returncode}: "
-                                          + open(log.name).read())
-            if time.monotonic() > deadline:
-                raise RegistryUnavailable("docker-registry did not answer GET /v2/ within 20 s")
-            time.sleep(0.02)
-        yield f"127.0.0.1:{port}"
+        with running([binary, "serve", config], lambda: _answers(port, (401,) if auth else (200,)),
+                     name="docker-registry", error=RegistryUnavailable,
+                     log_path=os.path.join(workdir, "server.log")):
+            yield f"127.0.0.1:{port}"
     finally:
-        proc.kill()
-        proc.wait()
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from typing import Iterator
 
 from roundhouse.testing.ports import free_port
+from roundhouse.testing.process import running
 
 # Dummy credentials: moto accepts any, but boto3 and pyarrow refuse to sign without some.
 ACCESS_KEY = "testing"
@@ -71,31 +71,12 @@ def s3_server(startup_timeout: float = 60.0) -> Iterator[str]:
     # Under Bazel the test's imports come from sys.path as set up by the launcher, which a
     # child interpreter would not see; hand it the same path so it finds moto.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    # The server logs every request; a file (not a pipe nobody drains) keeps it from blocking.
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-S", "-c", "import sys; from moto.server import main; sys.exit(main())",
-         "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    workdir = tempfile.mkdtemp(prefix="rh-moto-")
     try:
-        deadline = time.monotonic() + startup_timeout
-        while not _ready(endpoint):
-            if proc.poll() is not None:
-                log.seek(0)
-                err = log.read().decode(errors="replace")
-                raise RuntimeError(f"moto server exited with code {proc.returncode}:\n{err}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto server not ready on {endpoint} after {startup_timeout}s")
-            time.sleep(0.05)
-        yield endpoint
+        with running([sys.executable, "-S", "-c", "import sys; from moto.server import main; sys.exit(main())",
+                      "-H", "127.0.0.1", "-p", str(port)],
+                     lambda: _ready(endpoint), name="moto server", env=env, timeout=startup_timeout,
+                     log_path=os.path.join(workdir, "server.log"), graceful=True):
+            yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)

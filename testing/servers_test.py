@@ -8,7 +8,7 @@ import boto3
 import psycopg
 import pytest
 
-from roundhouse.testing import postgres_server, s3_server
+from roundhouse.testing import postgres_server, process, s3_server
 
 
 def test_postgres_server_accepts_queries_and_cleans_up():
@@ -32,3 +32,13 @@ def test_s3_server_round_trip_and_reset():
         assert s3.list_buckets()["Buckets"] == []
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+
+
+def test_a_server_that_dies_at_start_fails_with_its_log_and_none_outlives_the_block(tmp_path):
+    log = str(tmp_path / "server.log")
+    with pytest.raises(RuntimeError, match=r"(?s)exited with 3: .*boom"):
+        with process.running(["sh", "-c", "echo boom; exit 3"], lambda: False, name="sh", log_path=log):
+            pass
+    with process.running(["sleep", "60"], lambda: True, name="sleep", log_path=log) as proc:
+        assert proc.poll() is None
+    assert proc.poll() is not None
