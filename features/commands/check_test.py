@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from roundhouse.features.commands import (check_main, consume_main, lock_main, materialize_main, replay_main)
+from roundhouse.features.commands import (check_main, consume_main, explain_main, lock_main,
+                                         materialize_main, replay_main)
 from roundhouse.features.language.limits import MAX_EXPR_DEPTH
 
 FEATURES = pathlib.Path(__file__).parents[1]
@@ -65,6 +66,7 @@ COMMANDS = {
     "consume": lambda defs, tmp: consume_main.main(
         ["--defs", str(defs), "--log", str(tmp / "log.jsonl"), "--snapshot", str(tmp / "s")]),
     "lock": lambda defs, tmp: lock_main.main(["--root", str(tmp.parent)]),
+    "explain": lambda defs, tmp: explain_main.main([str(defs)]),
 }
 
 

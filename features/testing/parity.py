@@ -8,6 +8,7 @@ import duckdb
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.targets.batch import duckdb_target
 from roundhouse.features.targets.online import replay, stores
+from roundhouse.features.targets.online.pyexpr import PyExpr, RUNTIME
 from roundhouse.features.targets.online.program import INDEX_FROM, OnlineProgram
 from roundhouse.features.testing import gen, reference
 from roundhouse.features.testing.compare import differences
@@ -18,6 +19,7 @@ from roundhouse.features.transport import events
 class Report:
     differences: list[str]
     coverage: dict[str, int]
+    unmatched: list[str] = dataclasses.field(default_factory=list)
 
 
 def batch_rows(program: ast.Program, table, labels: bool = False) -> list[dict]:
@@ -75,6 +77,35 @@ def coverage(program: ast.Program, table, rows: list[dict]) -> dict[str, int]:
             "too_late_drivers": sum(1 for r in rows if r["too_late"])}
 
 
+def unmatched(program: ast.Program, table) -> list[str]:
+    """What the log gives nothing to test: each `where` filter (labels' too) that no event of
+    its stream passes, and each string literal that no string field of any event holds (gen
+    draws string values from the program's literals, so filters and derived features that
+    compare against hostile text meet it)."""
+    rows = table.to_pylist()
+    out = []
+    strings = {v for r in rows for v in r.values() if isinstance(v, str)}
+    for d in program.features + program.labels:
+        todo = [d.expr]
+        while todo:
+            e = todo.pop()
+            for node in ast.walk(e):
+                if isinstance(node, ast.Literal) and isinstance(node.value, str) and \
+                        node.value not in strings:
+                    out.append(f"{d.column}: no event holds the string {node.value!r} "
+                               f"(line {node.loc.line})")
+                if isinstance(node, ast.Agg) and node.where is not None:
+                    todo.append(node.where)
+                    code = compile(PyExpr(lambda f: f"X[{f.name!r}]")(node.where), "<where>",
+                                   "eval")
+                    if not any(r["stream"] == node.stream and
+                               eval(code, dict(RUNTIME), {"X": r}) is True  # noqa: S307
+                               for r in rows):
+                        out.append(f"{d.column}: no {node.stream} event passes the filter at "
+                                   f"line {node.where.loc.line}, column {node.where.loc.column}")
+    return out
+
+
 def run(program: ast.Program, n: int, seed: int, reference: bool = False) -> Report:
     table = events.conform(gen.generate(program, n, seed), program)
     b = batch_rows(program, table)
@@ -89,7 +120,7 @@ def run(program: ast.Program, n: int, seed: int, reference: bool = False) -> Rep
         want = _reference(program, table)
         diffs += [f"batch vs reference: {d}" for d in differences(b, want, exact)]
         diffs += [f"online vs reference: {d}" for d in differences(o, want, exact)]
-    return Report(diffs, coverage(program, table, b))
+    return Report(diffs, coverage(program, table, b), unmatched(program, table))
 
 
 def _reference(program, table):
@@ -101,3 +132,4 @@ def assert_coverage(report: Report) -> None:
     missing = [k for k in ("ties", "late_within", "late_beyond", "on_window_edge",
                            "too_late_drivers") if c[k] == 0]
     assert not missing, f"generated log does not cover {missing}: {c}"
+    assert not report.unmatched, "generated log tests nothing of:\n" + "\n".join(report.unmatched)

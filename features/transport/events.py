@@ -2,15 +2,24 @@
 
 Columns: seq int64, event_time timestamp[us, UTC], stream string, then one column per field
 name across the declared streams (a name shared by two streams is one column).
+
+Events are one file, or a directory of files (an archive written by the consumer, see
+archive.py, or any set of *.parquet files): each file is checked like a single file (an error
+names the file), the files are ordered by their seqs and must not overlap, and together they
+are one table in seq order. Paths are local or s3:// (pyarrow's S3FileSystem, location.py).
 """
 from __future__ import annotations
 
+import pathlib
+
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.plan.plan import field_columns
+from roundhouse.features.transport import location
 
 ARROW = {ast.Base.INT: pa.int64(), ast.Base.FLOAT: pa.float64(), ast.Base.BOOL: pa.bool_(),
          ast.Base.STRING: pa.string()}
@@ -27,9 +36,54 @@ def schema(program: ast.Program) -> pa.Schema:
 
 
 def read(path: str, program: ast.Program) -> pa.Table:
-    """Read and validate an events file; returns it with the program's schema, sorted by seq."""
-    table = pq.read_table(path)
-    return conform(table, program, path)
+    """Read and validate an events file, or a directory of them (local or s3://); returns one
+    table with the program's schema, sorted by seq."""
+    path = str(path)
+    if not location.is_s3(path) and not pathlib.Path(path).is_dir():
+        return conform(pq.read_table(path), program, path)
+    try:
+        fs, where = location.resolve(path)
+    except ValueError as exc:
+        raise EventsError(str(exc)) from None
+    info = fs.get_file_info(where)
+    if info.type == pafs.FileType.Directory:
+        return read_dir(fs, where, program, path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    return conform(pq.read_table(where, filesystem=fs), program, path)
+
+
+def part_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
+    """The *.parquet files directly in `root`, without hidden ones (".x", "_x": temp files,
+    markers), by name."""
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=False, allow_not_found=True))
+    return sorted((i for i in infos if i.type == pafs.FileType.File
+                   and i.base_name.endswith(".parquet")
+                   and not i.base_name.startswith((".", "_"))), key=lambda i: i.base_name)
+
+
+def read_dir(fs: pafs.FileSystem, root: str, program: ast.Program, shown: str | None = None
+             ) -> pa.Table:
+    """Every events file of a directory as one table in seq order; files must not overlap."""
+    shown = (shown or location.display(fs, root)).rstrip("/")
+    files = part_files(fs, root)
+    if not files:
+        raise EventsError(f"{shown}: no *.parquet events files in this directory")
+    parts = []
+    for info in files:
+        name = f"{shown}/{info.base_name}"
+        table = conform(pq.read_table(info.path, filesystem=fs), program, name)
+        if table.num_rows:
+            seq = table.column("seq")
+            parts.append((seq[0].as_py(), seq[-1].as_py(), name, table))
+    parts.sort(key=lambda p: p[0])
+    for (_, last, a, _), (first, last_b, b, _) in zip(parts, parts[1:]):
+        if first <= last:
+            raise EventsError(f"{b} overlaps {a}: its seqs start at {first}, at or before "
+                              f"{a}'s last seq {last}; each event must be in one file only")
+    if not parts:
+        return schema(program).empty_table()
+    return pa.concat_tables([p[3] for p in parts])
 
 
 def conform(table: pa.Table, program: ast.Program, where: str = "events") -> pa.Table:

@@ -1,5 +1,6 @@
 """Batch target: a checked program -> one DuckDB SQL query over the events Parquet -> the
 training table (one row per driver event, ordered by seq: seq, too_late, features, labels).
+The query is built as a sqlglot tree (sql.py) and written out in DuckDB's dialect.
 
 How the window rule `seq(x) < seq(e) and event_time(x) >= event_time(e) - w` becomes fast SQL
 when event_time is not monotone in seq (late events):
@@ -25,27 +26,40 @@ when event_time is not monotone in seq (late events):
 from __future__ import annotations
 
 import pathlib
-import re
+import shutil
+import tempfile
+from typing import Callable
+
+from sqlglot import exp
 
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.syntax import Base
 from roundhouse.features.plan.plan import field_columns, Group, make_plan, Plan, Slot
-from roundhouse.features.targets.batch.sql import final_select, literal, quote, SqlExpr
+from roundhouse.features.targets.batch.sql import (
+    alias, and_, BIGINT, case, cast, coalesce, col, cte, DOUBLE, filtered, final_select, frame,
+    greatest, HUGEINT, is_null, join, least, named_window, not_, not_null, num, op, or_, over,
+    quote, render, select, source, SqlExpr, table, union_all)
 
 SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
+
+_T, _G, _SEQ = (lambda: col("t")), (lambda: col("g")), (lambda: col("seq"))
 
 
 def _m(slot: Slot) -> str:
     return f"m{slot.index}"
 
 
-def _member_value(slot: Slot, where_sql) -> str:
+def _member_value(slot: Slot, where_sql) -> exp.Expr:
     """The value an aggregated event contributes; NULL means it does not count."""
     agg = slot.agg
-    value = "1" if agg.fn in ("count", "exists") else quote(agg.field)
+    value = num(1) if agg.fn in ("count", "exists") else col(agg.field)
     if agg.where is None:
         return value
-    return f"CASE WHEN {where_sql(agg.where)} THEN {value} END"
+    return case(where_sql(agg.where), value)
+
+
+def _stream_is(name: str, table_alias: str | None = None) -> exp.Expr:
+    return exp.EQ(this=col("stream", table_alias), expression=exp.Literal.string(name))
 
 
 class BatchCompiler:
@@ -59,106 +73,117 @@ class BatchCompiler:
         self.in_order = in_order
         self.plan: Plan = make_plan(program, labels)
         self.driver = program.driver
-        self.where_sql = SqlExpr(lambda e: quote(e.name))
+        self.where_sql = SqlExpr(lambda e: col(e.name))
 
     # ------------------------------------------------------------------ entry point
-    def sql(self, events: str) -> str:
-        """`events` is a SQL table expression, e.g. read_parquet('x.parquet')."""
+    def sql(self, events: str | exp.Expr) -> str:
+        """`events` is a table name or SQL table expression, e.g. read_parquet('x.parquet')."""
+        return render(self.query(events), "duckdb")
+
+    def query(self, events: str | exp.Expr) -> exp.Select:
+        """The query as a tree (see `sql`)."""
         p = self.program
-        cols = [quote(n) for n, _ in field_columns(p)]
         ctes = [
-            f"ev AS (SELECT seq, epoch_us(event_time) AS t, stream, {', '.join(cols)} "
-            f"FROM {events})",
+            cte("ev", select([_SEQ(), alias(exp.UnixMicros(this=col("event_time")), "t"),
+                              col("stream"), *(col(n) for n, _ in field_columns(p))],
+                             source(events, "duckdb"))),
             # g: the largest event_time of all earlier events (any stream). A driver more than
             # L behind it is too late; an event behind it is "late" (see module doc).
-            "evg AS (SELECT *, max(t) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND "
-            "1 PRECEDING) AS g FROM ev)" if not self.in_order else
-            "evg AS (SELECT *, CAST(NULL AS BIGINT) AS g FROM ev)",
-            f"drv AS (SELECT *, COALESCE(t < g - {p.lateness_micros}, FALSE) AS too_late "
-            f"FROM evg WHERE stream = {literal(self.driver)})",
+            cte("evg", select([exp.Star(), alias(
+                over(exp.Max(this=_T()), order=[_SEQ()], spec=frame("ROWS", "UNBOUNDED", num(1)))
+                if not self.in_order else cast(exp.Null(), BIGINT), "g")], "ev")),
+            cte("drv", select([exp.Star(), alias(self._too_late(), "too_late")], "evg",
+                              where=_stream_is(self.driver))),
         ]
         joins = []
-        agg_sql: dict[str, str] = {}
+        agg_sql: dict[str, exp.Expr] = {}
         for gi, g in enumerate(self.plan.groups):
             name = f"g{gi}"
             if g.kind == "window":
                 ctes += self._window_group(name, g)
-                joins.append(f"LEFT JOIN {name}_w USING (seq)")
+                joins.append(join(table(f"{name}_w"), using=["seq"], side="LEFT"))
                 if not self.in_order:
-                    joins.append(f"LEFT JOIN {name}_la USING (seq)")
+                    joins.append(join(table(f"{name}_la"), using=["seq"], side="LEFT"))
                 for s in g.slots:
                     if s.agg.fn == "count_distinct" and not self.in_order:
-                        joins.append(f"LEFT JOIN {name}_lx{s.name} USING (seq)")
-                    agg_sql[s.name] = self._combine_window(name, s)
+                        joins.append(join(table(f"{name}_lx{s.name}"), using=["seq"],
+                                          side="LEFT"))
+                    agg_sql[s.name] = self._combine_window(s)
             elif g.kind == "lifetime":
                 ctes += self._lifetime_group(name, g)
-                joins.append(f"LEFT JOIN {name}_w USING (seq)")
+                joins.append(join(table(f"{name}_w"), using=["seq"], side="LEFT"))
                 for s in g.slots:
                     agg_sql[s.name] = self._combine_simple(s)
             else:
                 ctes += self._forward_group(name, g)
-                joins.append(f"LEFT JOIN {name}_f USING (seq)")
+                joins.append(join(table(f"{name}_f"), using=["seq"], side="LEFT"))
                 for s in g.slots:
                     agg_sql[s.name] = self._combine_simple(s)
-        null_key = {g.id: " OR ".join(f"drv.{quote(k)} IS NULL" for k in g.driver_keys)
-                    for g in self.plan.groups}
 
-        def guard(s: Slot) -> str:
+        def guard(s: Slot) -> exp.Expr:
             # Null key or too-late driver: the aggregation is null. Labels ignore lateness.
-            cond = null_key[s.group.id]
+            conds = [is_null(col(k, "drv")) for k in s.group.driver_keys]
             if s.group.kind != "forward":
-                cond = f"drv.too_late OR {cond}"
-            return f"CASE WHEN {cond} THEN NULL ELSE {agg_sql[s.name]} END"
+                conds.insert(0, col("too_late", "drv"))
+            return case(or_(*conds), exp.Null(), agg_sql[s.name])
 
-        base_cols = ["drv.seq AS seq", "drv.too_late AS too_late"]
-        base_cols += [f"drv.{quote(f.name)} AS {quote(f.name)}"
-                      for f in p.driver_stream.fields]
-        base_cols += [f"{guard(s)} AS {s.name}"
-                      for g in self.plan.groups for s in g.slots]
-        ctes.append("base AS (SELECT " + ", ".join(base_cols) + " FROM drv " +
-                    " ".join(joins) + ")")
+        base_cols = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
+        base_cols += [alias(col(f.name, "drv"), f.name) for f in p.driver_stream.fields]
+        base_cols += [alias(guard(s), s.name) for g in self.plan.groups for s in g.slots]
+        ctes.append(cte("base", select(base_cols, "drv", joins=joins)))
         return final_select(p, self.plan, ctes, self.labels)
 
+    def _too_late(self) -> exp.Expr:
+        """t more than the allowed lateness behind g (false when g is null)."""
+        return coalesce(op(exp.LT, _T(), op(exp.Sub, _G(), self.program.lateness_micros)),
+                        False)
+
     # ------------------------------------------------------------------ groups
-    def _rows(self, name: str, g: Group) -> str:
+    def _rows(self, name: str, g: Group) -> exp.CTE:
         """Member rows (the aggregated stream) and driver rows of one group, keys non-null."""
         ks = [f"k{i}" for i in range(len(g.stream_keys))]
-        members = [f"{_member_value(s, self.where_sql)} AS {_m(s)}" for s in g.slots]
         same = g.stream == self.driver and g.stream_keys == g.driver_keys
-        sk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.stream_keys, ks))
-        snn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.stream_keys)
-        tl = f"COALESCE(t < g - {self.program.lateness_micros}, FALSE)"
-        sel = (f"SELECT seq, t, g, {sk}, TRUE AS is_s, {'TRUE' if same else 'FALSE'} AS is_d, "
-               f"{tl if same else 'FALSE'} AS tl, {', '.join(members)} FROM evg "
-               f"WHERE stream = {literal(g.stream)} AND {snn}")
+        sel = select(
+            [_SEQ(), _T(), _G(), *(alias(col(f), k) for f, k in zip(g.stream_keys, ks)),
+             alias(exp.true(), "is_s"), alias(exp.Boolean(this=same), "is_d"),
+             alias(self._too_late() if same else exp.false(), "tl"),
+             *(alias(_member_value(s, self.where_sql), _m(s)) for s in g.slots)],
+            "evg", where=and_(_stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
         if not same:
-            dk = ", ".join(f"{quote(f)} AS {k}" for f, k in zip(g.driver_keys, ks))
-            dnn = " AND ".join(f"{quote(f)} IS NOT NULL" for f in g.driver_keys)
-            nulls = ", ".join(f"NULL AS {_m(s)}" for s in g.slots)
-            sel += (f" UNION ALL SELECT seq, t, g, {dk}, FALSE, TRUE, {tl}, {nulls} FROM evg "
-                    f"WHERE stream = {literal(self.driver)} AND {dnn}")
-        return f"{name}_rows AS ({sel})"
+            sel = union_all(sel, select(
+                [_SEQ(), _T(), _G(), *(alias(col(f), k) for f, k in zip(g.driver_keys, ks)),
+                 exp.false(), exp.true(), self._too_late(),
+                 *(alias(exp.Null(), _m(s)) for s in g.slots)],
+                "evg", where=and_(_stream_is(self.driver),
+                                  *(not_null(col(f)) for f in g.driver_keys))))
+        return cte(f"{name}_rows", sel)
 
-    def _window_group(self, name: str, g: Group) -> list[str]:
+    def _window_group(self, name: str, g: Group) -> list[exp.CTE]:
         ks = [f"k{i}" for i in range(len(g.stream_keys))]
-        part = ", ".join(ks)
         ctes = [self._rows(name, g)]
+
+        def place(t: exp.Expr) -> exp.Expr:  # t * 2^40 + seq
+            return op(exp.Add, op(exp.Mul, cast(t, HUGEINT), SHIFT), _SEQ())
+
         if self.in_order:
             # Every event is regular and a driver's place is its own (event_time, seq).
-            ctes.append(f"{name}_c AS (SELECT *, CAST(t AS HUGEINT) * {SHIFT} + seq AS o, "
-                        + ", ".join(f"{_m(s)} AS r{_m(s)}" for s in g.slots)
-                        + f" FROM {name}_rows)")
-            return ctes + [self._frames(name, g, part)]
+            ctes.append(cte(f"{name}_c", select(
+                [exp.Star(), alias(place(_T()), "o"),
+                 *(alias(col(_m(s)), "r" + _m(s)) for s in g.slots)], f"{name}_rows")))
+            return ctes + [self._frames(name, g, ks)]
         # Regular: not behind any earlier event (g). Regular events are monotone in
         # (event_time, seq) overall, hence within every key. Every row is placed at
         # o = max(g, t) * 2^40 + seq: after each regular event that arrived before it and
         # before each that arrived after it.
-        reg = "(is_s AND (g IS NULL OR t >= g))"
-        regm = ", ".join(f"CASE WHEN {reg} THEN {_m(s)} END AS r{_m(s)}" for s in g.slots)
-        ctes.append(
-            f"{name}_c AS (SELECT *, {reg} AS reg, CAST(greatest(COALESCE(g, t), t) AS HUGEINT) "
-            f"* {SHIFT} + seq AS o, {regm} FROM {name}_rows)")
-        ctes.append(self._frames(name, g, part))
+        def reg() -> exp.Expr:
+            return and_(col("is_s"), or_(is_null(_G()), op(exp.GTE, _T(), _G())))
+
+        ctes.append(cte(f"{name}_c", select(
+            [exp.Star(), alias(reg(), "reg"), alias(place(greatest(coalesce(_G(), _T()), _T())),
+                                                    "o"),
+             *(alias(case(reg(), col(_m(s))), "r" + _m(s)) for s in g.slots)],
+            f"{name}_rows")))
+        ctes.append(self._frames(name, g, ks))
         windows = sorted({s.agg.window.micros for s in g.slots})
         # Late members, joined to the drivers of their key with the exact condition. Only
         # drivers that are not too late need them, and for those a counted late event lies in
@@ -166,201 +191,300 @@ class BatchCompiler:
         # which keeps the join to events near in time even on a hot key.
         maxw = max(windows)
         width = max(maxw + self.program.lateness_micros, 1)
-        on = " AND ".join(f"d.{k} = l.{k}" for k in ks)
-        mcols = ", ".join(f"l.{_m(s)}" for s in g.slots)
-        ctes.append(f"{name}_late AS (SELECT *, floor(t / {width}) AS b FROM {name}_c "
-                    f"WHERE is_s AND NOT reg)")
-        ctes.append(f"{name}_ld AS (SELECT seq, t, {', '.join(ks)}, unnest([floor((t - {maxw}) "
-                    f"/ {width}), floor((t - {maxw}) / {width}) + 1]) AS b FROM {name}_c "
-                    f"WHERE is_d AND NOT tl)")
-        ctes.append(
-            f"{name}_lp AS (SELECT d.seq AS seq, d.t AS dt, {', '.join('d.' + k for k in ks)}, "
-            f"l.seq AS lseq, l.t AS lt, {mcols} FROM {name}_ld d JOIN {name}_late l ON {on} "
-            f"AND d.b = l.b AND l.seq < d.seq AND l.t >= d.t - {maxw})")
+
+        def bucket(t: exp.Expr) -> exp.Expr:
+            return exp.Floor(this=op(exp.Div, t, width))
+
+        ctes.append(cte(f"{name}_late", select(
+            [exp.Star(), alias(bucket(_T()), "b")], f"{name}_c",
+            where=and_(col("is_s"), not_(col("reg"))))))
+        ctes.append(cte(f"{name}_ld", select(
+            [_SEQ(), _T(), *(col(k) for k in ks),
+             alias(exp.Explode(this=exp.Array(expressions=[
+                 bucket(op(exp.Sub, _T(), maxw)),
+                 op(exp.Add, bucket(op(exp.Sub, _T(), maxw)), 1)])), "b")],
+            f"{name}_c", where=and_(col("is_d"), not_(col("tl"))))))
+        on = and_(*(op(exp.EQ, col(k, "d"), col(k, "l")) for k in ks),
+                  op(exp.EQ, col("b", "d"), col("b", "l")),
+                  op(exp.LT, col("seq", "l"), col("seq", "d")),
+                  op(exp.GTE, col("t", "l"), op(exp.Sub, col("t", "d"), maxw)))
+        ctes.append(cte(f"{name}_lp", select(
+            [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"),
+             *(col(k, "d") for k in ks), alias(col("seq", "l"), "lseq"),
+             alias(col("t", "l"), "lt"), *(col(_m(s), "l") for s in g.slots)],
+            table(f"{name}_ld", "d"), joins=[join(table(f"{name}_late", "l"), on=on)])))
         lcols = []
         for s in g.slots:
-            m, i, fn = _m(s), s.name, s.agg.fn
-            inw = f"lt >= dt - {s.agg.window.micros}"
+            m, i, fn, w = _m(s), s.name, s.agg.fn, s.agg.window.micros
+
+            def late(agg: exp.Expr, nonnull: bool = False) -> exp.Expr:
+                inw = op(exp.GTE, col("lt"), op(exp.Sub, col("dt"), w))
+                return filtered(agg, and_(inw, not_null(col(m))) if nonnull else inw)
+
             if fn in ("count", "exists", "count_distinct"):
-                lcols.append(f"count({m}) FILTER (WHERE {inw}) AS lc{i}")
+                lcols.append(alias(late(exp.Count(this=col(m))), f"lc{i}"))
             if fn in ("sum", "avg"):
-                lcols.append(f"sum({m}) FILTER (WHERE {inw}) AS ls{i}")
-                lcols.append(f"count({m}) FILTER (WHERE {inw}) AS lc{i}")
+                lcols.append(alias(late(exp.Sum(this=col(m))), f"ls{i}"))
+                lcols.append(alias(late(exp.Count(this=col(m))), f"lc{i}"))
             if fn in ("min", "max"):
-                lcols.append(f"{fn}({m}) FILTER (WHERE {inw}) AS lv{i}")
+                lcols.append(alias(late(_MIN_MAX[fn](this=col(m))), f"lv{i}"))
             if fn == "last":
-                lcols.append(f"arg_max({m}, lseq) FILTER (WHERE {inw} AND {m} IS NOT NULL) "
-                             f"AS lv{i}")
-                lcols.append(f"max(lseq) FILTER (WHERE {inw} AND {m} IS NOT NULL) AS lq{i}")
-        ctes.append(f"{name}_la AS (SELECT seq, {', '.join(lcols)} FROM {name}_lp "
-                    f"GROUP BY seq)")
+                lcols.append(alias(late(exp.ArgMax(this=col(m), expression=col("lseq")), True),
+                                   f"lv{i}"))
+                lcols.append(alias(late(exp.Max(this=col("lseq")), True), f"lq{i}"))
+        ctes.append(cte(f"{name}_la", select([_SEQ(), *lcols], f"{name}_lp", group=[_SEQ()])))
         for s in g.slots:
             if s.agg.fn != "count_distinct":
                 continue
             m, i, w = _m(s), s.name, s.agg.window.micros
-            kk = ", ".join(ks)
-            ctes.append(f"{name}_rv{i} AS (SELECT seq AS rseq, t AS rt, {kk}, r{m} AS v "
-                        f"FROM {name}_c WHERE r{m} IS NOT NULL)")
-            ctes.append(f"{name}_lv{i} AS (SELECT DISTINCT seq, dt, {kk}, {m} AS v "
-                        f"FROM {name}_lp WHERE lt >= dt - {w} AND {m} IS NOT NULL)")
-            on2 = " AND ".join(f"p.{k} = q.{k}" for k in ks)
-            ctes.append(
-                f"{name}_lx{i} AS (SELECT p.seq AS seq, count(*) AS lx{i} FROM {name}_lv{i} p "
-                f"ASOF LEFT JOIN {name}_rv{i} q ON {on2} AND p.v = q.v AND p.seq > q.rseq "
-                f"WHERE q.rt IS NULL OR q.rt < p.dt - {w} GROUP BY p.seq)")
+            ctes.append(cte(f"{name}_rv{i}", select(
+                [alias(_SEQ(), "rseq"), alias(_T(), "rt"), *(col(k) for k in ks),
+                 alias(col("r" + m), "v")], f"{name}_c", where=not_null(col("r" + m)))))
+            ctes.append(cte(f"{name}_lv{i}", select(
+                [_SEQ(), col("dt"), *(col(k) for k in ks), alias(col(m), "v")], f"{name}_lp",
+                where=and_(op(exp.GTE, col("lt"), op(exp.Sub, col("dt"), w)), not_null(col(m))),
+                distinct=True)))
+            on2 = and_(*(op(exp.EQ, col(k, "p"), col(k, "q")) for k in ks),
+                       op(exp.EQ, col("v", "p"), col("v", "q")),
+                       op(exp.GT, col("seq", "p"), col("rseq", "q")))
+            ctes.append(cte(f"{name}_lx{i}", select(
+                [alias(col("seq", "p"), "seq"), alias(exp.Count(this=exp.Star()), f"lx{i}")],
+                table(f"{name}_lv{i}", "p"),
+                joins=[join(table(f"{name}_rv{i}", "q"), on=on2, side="LEFT", method="ASOF")],
+                where=or_(is_null(col("rt", "q")),
+                          op(exp.LT, col("rt", "q"), op(exp.Sub, col("dt", "p"), w))),
+                group=[col("seq", "p")])))
         return ctes
 
-    def _frames(self, name: str, g: Group, part: str) -> str:
+    def _frames(self, name: str, g: Group, ks: list[str]) -> exp.CTE:
         """Regular members of each driver's windows: frames ordered by o (see module doc)."""
         windows = sorted({s.agg.window.micros for s in g.slots})
-        wdefs = ", ".join(
-            f"w{w} AS (PARTITION BY {part} ORDER BY o RANGE BETWEEN greatest(o - "
-            f"CAST(t - {w} AS HUGEINT) * {SHIFT}, 0) PRECEDING AND 1 PRECEDING)"
-            for w in windows)
+        wdefs = [named_window(f"w{w}", [col(k) for k in ks], [col("o")], frame(
+            "RANGE", greatest(op(exp.Sub, col("o"), op(exp.Mul, cast(op(exp.Sub, _T(), w),
+                                                                      HUGEINT), SHIFT)), num(0)),
+            num(1))) for w in windows]
         cols = []
         for s in g.slots:
             m, w, i = "r" + _m(s), f"w{s.agg.window.micros}", s.name
             fn = s.agg.fn
             if fn in ("count", "exists"):
-                cols.append(f"count({m}) OVER {w} AS rc{i}")
+                cols.append(alias(over(exp.Count(this=col(m)), w), f"rc{i}"))
             elif fn in ("sum", "avg"):
-                cols.append(f"sum({m}) OVER {w} AS rs{i}")
-                cols.append(f"count({m}) OVER {w} AS rc{i}")
+                cols.append(alias(over(exp.Sum(this=col(m)), w), f"rs{i}"))
+                cols.append(alias(over(exp.Count(this=col(m)), w), f"rc{i}"))
             elif fn in ("min", "max"):
-                cols.append(f"{fn}({m}) OVER {w} AS rv{i}")
+                cols.append(alias(over(_MIN_MAX[fn](this=col(m)), w), f"rv{i}"))
             elif fn == "count_distinct":
-                cols.append(f"count(DISTINCT {m}) OVER {w} AS rc{i}")
+                cols.append(alias(over(exp.Count(this=exp.Distinct(expressions=[col(m)])), w),
+                                  f"rc{i}"))
             elif fn == "last":
-                cols.append(f"arg_max({m}, seq) FILTER (WHERE {m} IS NOT NULL) OVER {w} "
-                            f"AS rv{i}")
-                cols.append(f"max(seq) FILTER (WHERE {m} IS NOT NULL) OVER {w} AS rq{i}")
-        return (f"{name}_w AS (SELECT seq, {', '.join(cols)} FROM {name}_c "
-                f"WINDOW {wdefs} QUALIFY is_d)")
+                cols.append(alias(over(filtered(exp.ArgMax(this=col(m), expression=_SEQ()),
+                                                not_null(col(m))), w), f"rv{i}"))
+                cols.append(alias(over(filtered(exp.Max(this=_SEQ()), not_null(col(m))), w),
+                                  f"rq{i}"))
+        return cte(f"{name}_w", select([_SEQ(), *cols], f"{name}_c", windows=wdefs,
+                                       qualify=col("is_d")))
 
-    def _combine_window(self, name: str, s: Slot) -> str:
+    def _late(self, name: str) -> exp.Expr:
+        """A column of the late side (l*__aN); with no late members (in_order) it is null."""
+        return exp.Null() if self.in_order else col(name)
+
+    def _combine_window(self, s: Slot) -> exp.Expr:
         i, fn = s.name, s.agg.fn
-        field_type = self._field_base(s)
-        if self.in_order:  # no late members: the late-side columns do not exist
-            return self._late_free(self._combine_window_general(s))
-        return self._combine_window_general(s)
+        late = self._late
 
-    @staticmethod
-    def _late_free(sql: str) -> str:
-        return re.sub(r"\b(l[csvqx])(__a\d+)\b", "NULL", sql)
+        def total(r: str, l: str) -> exp.Expr:
+            return op(exp.Add, coalesce(col(f"{r}{i}"), 0), coalesce(late(f"{l}{i}"), 0))
 
-    def _combine_window_general(self, s: Slot) -> str:
-        i, fn = s.name, s.agg.fn
-        field_type = self._field_base(s)
         if fn == "count":
-            return f"COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)"
+            return total("rc", "lc")
         if fn == "exists":
-            return f"(COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)) > 0"
+            return op(exp.GT, total("rc", "lc"), 0)
         if fn == "count_distinct":
-            return f"COALESCE(rc{i}, 0) + COALESCE(lx{i}, 0)"
+            return total("rc", "lx")
         if fn == "sum":
-            total = f"COALESCE(rs{i}, 0) + COALESCE(ls{i}, 0)"
-            return f"CAST({total} AS {'BIGINT' if field_type is Base.INT else 'DOUBLE'})"
+            return cast(total("rs", "ls"), BIGINT if self._field_base(s) is Base.INT else DOUBLE)
         if fn == "avg":
-            total = f"CAST(COALESCE(rs{i}, 0) + COALESCE(ls{i}, 0) AS DOUBLE)"
-            return (f"CASE WHEN COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0) = 0 THEN NULL ELSE "
-                    f"{total} / (COALESCE(rc{i}, 0) + COALESCE(lc{i}, 0)) END")
+            return case(op(exp.EQ, total("rc", "lc"), 0), exp.Null(),
+                        op(exp.Div, cast(total("rs", "ls"), DOUBLE), total("rc", "lc")))
         if fn == "min":
-            return f"least(rv{i}, lv{i})"
+            return least(col(f"rv{i}"), late(f"lv{i}"))
         if fn == "max":
-            return f"greatest(rv{i}, lv{i})"
+            return greatest(col(f"rv{i}"), late(f"lv{i}"))
         # last: the member with the greatest seq, regular or late
-        return f"CASE WHEN lq{i} IS NOT NULL AND (rq{i} IS NULL OR lq{i} > rq{i}) " \
-               f"THEN lv{i} ELSE rv{i} END"
+        return case(and_(not_null(late(f"lq{i}")), or_(is_null(col(f"rq{i}")),
+                                                       op(exp.GT, late(f"lq{i}"), col(f"rq{i}")))),
+                    late(f"lv{i}"), col(f"rv{i}"))
 
     def _field_base(self, s: Slot) -> Base | None:
         if s.agg.field is None:
             return None
         return self.program.streams[s.agg.stream].field(s.agg.field).type.base
 
-    def _simple_aggs(self, s: Slot, m: str, seq: str = "seq") -> list[str]:
+    def _simple_aggs(self, s: Slot, m: Callable[[], exp.Expr], seq: Callable[[], exp.Expr],
+                     window: Callable[[exp.Expr], exp.Expr]) -> list[exp.Expr]:
+        """The aggregates of one slot over member values m() (a new node per call), each
+        through `window` (a frame, or none for a GROUP BY)."""
         i, fn = s.name, s.agg.fn
-        if fn in ("count", "exists", "count_distinct"):
-            d = "DISTINCT " if fn == "count_distinct" else ""
-            return [f"count({d}{m}) {{over}} AS c{i}"]
+        if fn in ("count", "exists"):
+            return [alias(window(exp.Count(this=m())), f"c{i}")]
+        if fn == "count_distinct":
+            return [alias(window(exp.Count(this=exp.Distinct(expressions=[m()]))), f"c{i}")]
         if fn in ("sum", "avg"):
-            return [f"sum({m}) {{over}} AS s{i}", f"count({m}) {{over}} AS c{i}"]
+            return [alias(window(exp.Sum(this=m())), f"s{i}"),
+                    alias(window(exp.Count(this=m())), f"c{i}")]
         if fn in ("min", "max"):
-            return [f"{fn}({m}) {{over}} AS v{i}"]
-        return [f"arg_max({m}, {seq}) FILTER (WHERE {m} IS NOT NULL) {{over}} AS v{i}"]
+            return [alias(window(_MIN_MAX[fn](this=m())), f"v{i}")]
+        return [alias(window(filtered(exp.ArgMax(this=m(), expression=seq()), not_null(m()))),
+                      f"v{i}")]
 
-    def _combine_simple(self, s: Slot) -> str:
+    def _combine_simple(self, s: Slot) -> exp.Expr:
         i, fn = s.name, s.agg.fn
         if fn in ("count", "count_distinct"):
-            return f"COALESCE(c{i}, 0)"
+            return coalesce(col(f"c{i}"), 0)
         if fn == "exists":
-            return f"COALESCE(c{i}, 0) > 0"
+            return op(exp.GT, coalesce(col(f"c{i}"), 0), 0)
         if fn == "sum":
-            t = "BIGINT" if self._field_base(s) is Base.INT else "DOUBLE"
-            return f"CAST(COALESCE(s{i}, 0) AS {t})"
+            t = BIGINT if self._field_base(s) is Base.INT else DOUBLE
+            return cast(coalesce(col(f"s{i}"), 0), t)
         if fn == "avg":
-            return (f"CASE WHEN COALESCE(c{i}, 0) = 0 THEN NULL ELSE CAST(s{i} AS DOUBLE) / "
-                    f"c{i} END")
-        return f"v{i}"
+            return case(op(exp.EQ, coalesce(col(f"c{i}"), 0), 0), exp.Null(),
+                        op(exp.Div, cast(col(f"s{i}"), DOUBLE), col(f"c{i}")))
+        return col(f"v{i}")
 
-    def _lifetime_group(self, name: str, g: Group) -> list[str]:
-        ks = ", ".join(f"k{i}" for i in range(len(g.stream_keys)))
-        over = (f"OVER (PARTITION BY {ks} ORDER BY seq, is_s ROWS BETWEEN UNBOUNDED PRECEDING "
-                f"AND 1 PRECEDING)")
-        cols = [c.format(over=over) for s in g.slots for c in self._simple_aggs(s, _m(s))]
+    def _lifetime_group(self, name: str, g: Group) -> list[exp.CTE]:
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+
+        def window(agg: exp.Expr) -> exp.Expr:
+            return over(agg, partition=[col(k) for k in ks], order=[_SEQ(), col("is_s")],
+                        spec=frame("ROWS", "UNBOUNDED", num(1)))
+
+        cols = [c for s in g.slots
+                for c in self._simple_aggs(s, lambda s=s: col(_m(s)), _SEQ, window)]
         return [self._rows(name, g),
-                f"{name}_w AS (SELECT seq, {', '.join(cols)} FROM {name}_rows QUALIFY is_d)"]
+                cte(f"{name}_w", select([_SEQ(), *cols], f"{name}_rows", qualify=col("is_d")))]
 
-    def _forward_group(self, name: str, g: Group) -> list[str]:
+    def _forward_group(self, name: str, g: Group) -> list[exp.CTE]:
         # Labels: x counts when event_time(e) <= event_time(x) <= event_time(e) + w, x != e.
-        keys_on = " AND ".join(f"x.{quote(sf)} = d.{quote(df)}"
-                               for sf, df in zip(g.stream_keys, g.driver_keys))
-        where_x = SqlExpr(lambda e: f"x.{quote(e.name)}")
+        keys_on = [op(exp.EQ, col(sf, "x"), col(df, "d"))
+                   for sf, df in zip(g.stream_keys, g.driver_keys)]
+        where_x = SqlExpr(lambda e: col(e.name, "x"))
         cols = []
         for s in g.slots:
             agg = s.agg
-            value = "1" if agg.fn in ("count", "exists") else f"x.{quote(agg.field)}"
-            inw = f"x.t <= d.t + {agg.window.micros}"
-            cond = inw if agg.where is None else f"{inw} AND ({where_x(agg.where)})"
-            m = f"CASE WHEN {cond} THEN {value} END"
-            cols += [c.format(over="") for c in self._simple_aggs(s, m, "x.seq")]
+
+            def member(agg=agg) -> exp.Expr:
+                value = num(1) if agg.fn in ("count", "exists") else col(agg.field, "x")
+                inw = op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), agg.window.micros))
+                return case(inw if agg.where is None else and_(inw, where_x(agg.where)), value)
+
+            cols += self._simple_aggs(s, member, lambda: col("seq", "x"), lambda a: a)
         maxw = g.max_window
-        return [f"{name}_f AS (SELECT d.seq AS seq, {', '.join(cols)} "
-                f"FROM drv d JOIN ev x ON x.stream = {literal(g.stream)} AND {keys_on} "
-                f"AND x.t >= d.t AND x.t <= d.t + {maxw} AND x.seq <> d.seq GROUP BY d.seq)"]
+        on = and_(_stream_is(g.stream, "x"), *keys_on,
+                  op(exp.GTE, col("t", "x"), col("t", "d")),
+                  op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), maxw)),
+                  op(exp.NEQ, col("seq", "x"), col("seq", "d")))
+        return [cte(f"{name}_f", select(
+            [alias(col("seq", "d"), "seq"), *cols], table("drv", "d"),
+            joins=[join(table("ev", "x"), on=on)], group=[col("seq", "d")]))]
 
 
-def is_in_order(con, events: str) -> bool:
+_MIN_MAX = {"min": exp.Min, "max": exp.Max}
+
+
+def is_in_order(con, events: str | exp.Expr) -> bool:
     """True when event_time never decreases with seq: the fast path applies."""
-    return bool(con.sql(
-        f"SELECT coalesce(bool_and(t >= p), TRUE) FROM (SELECT epoch_us(event_time) AS t, "
-        f"max(epoch_us(event_time)) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND "
-        f"1 PRECEDING) AS p FROM {events})").fetchall()[0][0])
+    t = lambda: exp.UnixMicros(this=col("event_time"))  # noqa: E731
+    inner = select([alias(t(), "t"), alias(over(exp.Max(this=t()), order=[_SEQ()],
+                                                spec=frame("ROWS", "UNBOUNDED", num(1))), "p")],
+                   source(events, "duckdb"))
+    query = select([coalesce(exp.LogicalAnd(this=op(exp.GTE, _T(), col("p"))), True)],
+                   exp.Subquery(this=inner))
+    return bool(con.sql(render(query, "duckdb")).fetchall()[0][0])
+
+
+DEFAULT_MEMORY_LIMIT = "2GB"  # materialize --memory-limit
 
 
 def materialize(program: ast.Program, events_path: str, out_path: str, threads: int | None = None,
-                con=None) -> None:
-    """Write the training table for `program` over `events_path` to `out_path` (Parquet)."""
+                con=None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+                temp_dir: str | None = None) -> None:
+    """Write the training table for `program` over `events_path` (a file or a directory of
+    them) to `out_path` (one Parquet file).
+
+    DuckDB reads the files itself (read_parquet) after their schemas are checked from the
+    footers, so memory is DuckDB's, bounded by `memory_limit` (None: DuckDB's default, 80% of
+    RAM): past it, sorts, joins and windows spill to a temporary folder made under `temp_dir`
+    (default: the output's folder) and removed afterwards. An s3:// path is read into memory
+    with pyarrow (events.read), as DuckDB here has no S3 access.
+    """
     import duckdb  # imported here so parsing/type checking never needs DuckDB
 
     from roundhouse.features.transport import events as events_mod
+    from roundhouse.features.transport import scan
 
-    own = con is None
-    con = con or duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    table = events_mod.read(events_path, program)  # validates the file against the program
-    if table.num_rows and not (0 <= table.column("seq")[0].as_py() and
-                               table.column("seq")[-1].as_py() < SHIFT):
-        raise events_mod.EventsError(f"{events_path}: seq must lie in [0, 2^40) for the DuckDB "
-                                     "target")
-    con.register("events_in", table)
-    query = BatchCompiler(program, in_order=is_in_order(con, "events_in")).sql("events_in")
     out = pathlib.Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY ({query}) TO '{_sql_path(out)}' (FORMAT parquet)")
-    con.unregister("events_in")
-    if own:
-        con.close()
+    own = con is None
+    con = con or duckdb.connect()
+    spill = tempfile.mkdtemp(prefix=".materialize-spill-", dir=temp_dir or out.parent)
+    registered = False
+    try:
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{_sql_str(memory_limit)}'")
+        con.execute(f"SET temp_directory = '{_sql_str(spill)}'")
+        con.execute("SET TimeZone = 'UTC'")
+        # The final ORDER BY seq still orders the output; nothing else needs input order.
+        con.execute("SET preserve_insertion_order = false")
+        if scan.is_local(events_path):
+            files = scan.check_files(events_path, program)
+            con.execute("CREATE OR REPLACE TEMP VIEW events_in AS SELECT "
+                        + ", ".join(_cast(f) for f in events_mod.schema(program))
+                        + f" FROM read_parquet([{', '.join(_lit(f) for f in files)}], "
+                        "union_by_name = true)")
+            checks = con.sql(scan.checks_sql(program, "events_in", quote))
+            row = dict(zip(checks.columns, checks.fetchall()[0]))
+            scan.raise_for(row, program, events_path)
+            lo, hi = row["min_seq"], row["max_seq"]
+        else:
+            table = events_mod.read(events_path, program)  # validates the file
+            con.register("events_in", table)
+            registered = True
+            lo = table.column("seq")[0].as_py() if table.num_rows else None
+            hi = table.column("seq")[-1].as_py() if table.num_rows else None
+        if lo is not None and not (0 <= lo and hi < SHIFT):
+            raise events_mod.EventsError(f"{events_path}: seq must lie in [0, 2^40) for the "
+                                         "DuckDB target")
+        query = BatchCompiler(program, in_order=is_in_order(con, "events_in")).sql("events_in")
+        con.execute(f"COPY ({query}) TO '{_sql_path(out)}' (FORMAT parquet)")
+    finally:
+        if registered:
+            con.unregister("events_in")
+        else:
+            con.execute("DROP VIEW IF EXISTS events_in")
+        if own:
+            con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+_DUCK_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR",
+               "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+
+
+def _cast(f) -> str:
+    """A column of the view over the files, in the program's type (TimeZone is UTC, so a
+    timestamp without a time zone is read as UTC, as pyarrow's cast in events.read does)."""
+    return f"CAST({quote(f.name)} AS {_DUCK_TYPES[str(f.type)]}) AS {quote(f.name)}"
+
+
+def _lit(s: str) -> str:
+    return "'" + _sql_str(s) + "'"
+
+
+def _sql_str(s: str) -> str:
+    return str(s).replace("'", "''")
 
 
 def _sql_path(p: pathlib.Path) -> str:

@@ -129,3 +129,83 @@ def test_materialize_cli_reports_a_bad_events_file(tmp_path, capsys):
                                   str(src), "--out", str(tmp_path / "o.parquet")])
     assert code == 1
     assert "missing column 'event_time'" in capsys.readouterr().err
+
+
+# Strings that text-built SQL mangles: str.format braces, quotes, backslashes, LIKE's % and _,
+# control characters, Spark's ${...} substitution, non-ASCII.
+HOSTILE = ["{reason}", "{0} %s {{x}} %(x)s", "it's \"quoted\" \\ back", "'", "\\", "%_",
+           "a\\%b_", "line1\nline2\ttab\r\x01\x0012end", "${reason}", "${system:java.version}",
+           "fraudulent—é 🚀"]
+
+
+def _language_string(s: str) -> str:
+    """s as a string literal of the feature language."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+    return '"' + "".join(escapes.get(c, f"\\x{ord(c):02x}" if ord(c) < 32 else c)
+                         for c in s) + '"'
+
+
+def test_materialize_reads_hostile_strings_as_written(tmp_path):
+    """`{reason}` once crashed materialize with a KeyError (the SQL went through str.format).
+    Each string is a label true only for the charge with a dispute of exactly that reason, and
+    a feature true only for the charge whose card_id is exactly that string; the other charges
+    hold the string as escaped text (unicode_escape), which must not match."""
+    defs = tmp_path / "hostile.feat"
+    defs.write_text(
+        "lateness 1h\ndriver charge\n"
+        "stream charge { charge_id: string  card_id: string? }\n"
+        "stream dispute { charge_id: string?  reason: string? }\n"
+        'label l v1 = exists(dispute where reason == "{reason}") by charge_id over next 90d\n'
+        + "".join(f"label h{i} = exists(dispute where reason == {_language_string(s)}) "
+                  f"by charge_id over next 90d\n"
+                  f"feature card_is{i} = card_id == {_language_string(s)}\n"
+                  for i, s in enumerate(HOSTILE)), encoding="utf-8")
+    p = loader.load(defs)
+    day = 86_400_000_000
+    near = [s.encode("unicode_escape").decode("ascii") for s in HOSTILE]
+    near = [n if n != s else s.upper() + "?" for n, s in zip(near, HOSTILE)]
+    assert not set(near) & set(HOSTILE)
+    rows = []
+    for i, (s, n) in enumerate(zip(HOSTILE, near)):
+        rows += [("charge", 0, {"charge_id": f"a{i}", "card_id": s}),
+                 ("charge", 0, {"charge_id": f"b{i}", "card_id": n}),
+                 ("dispute", day, {"charge_id": f"a{i}", "reason": s}),
+                 ("dispute", day, {"charge_id": f"b{i}", "reason": n})]
+    t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    cols = {f.name: [] for f in events.schema(p)}
+    for seq, (stream, micros, fields) in enumerate(rows, start=1):
+        cols["seq"].append(seq)
+        cols["event_time"].append(t0 + datetime.timedelta(microseconds=micros))
+        cols["stream"].append(stream)
+        for name in ("charge_id", "card_id", "reason"):
+            cols[name].append(fields.get(name))
+    src = tmp_path / "events.parquet"
+    pq.write_table(pa.Table.from_pydict(cols, schema=events.schema(p)), src)
+    out = tmp_path / "train.parquet"
+    assert materialize_main.main(["--defs", str(defs), "--events", str(src), "--out",
+                                  str(out)]) == 0
+    got = pq.read_table(out).to_pylist()
+    charges = [f["charge_id"] for stream, _, f in rows if stream == "charge"]
+    assert [r["l"] for r in got] == [c == "a0" for c in charges]
+    for i in range(len(HOSTILE)):
+        assert [r[f"h{i}"] for r in got] == [c == f"a{i}" for c in charges], HOSTILE[i]
+        assert [r[f"card_is{i}"] for r in got] == [c == f"a{i}" for c in charges], HOSTILE[i]
+    assert got == run_batch(p, pq.read_table(src))  # the CLI and the compiler agree
+
+
+def test_string_literals_read_back_exactly():
+    """Random strings of the characters that escaping gets wrong, as literals of the DuckDB
+    dialect (sql.render): DuckDB reads each back as it was."""
+    import random
+
+    from sqlglot import exp
+
+    from roundhouse.features.targets.batch import sql
+
+    rnd = random.Random(7)
+    chars = list("\\'\"${}%_0127ux\n\r\t\x01\x00\x7f\u2028é🚀 —")
+    strings = HOSTILE + ["".join(rnd.choice(chars) for _ in range(rnd.randrange(12)))
+                         for _ in range(300)]
+    query = exp.Select(expressions=[sql.alias(exp.Literal.string(s), f"c{i}")
+                                    for i, s in enumerate(strings)])
+    assert list(duckdb.connect().sql(sql.render(query, "duckdb")).fetchall()[0]) == strings

@@ -1,11 +1,11 @@
 """Batch target on Spark (pyspark; local mode in tests) for data past one machine.
 
-The same plan as the DuckDB target, in Spark SQL. Spark's RANGE frames only take constant
-offsets, so the per-row frames of the DuckDB formulation are not available; each group is
-instead a join of driver events to the aggregated events of the same key with the exact
-membership condition (seq(x) < seq(e) and event_time(x) >= event_time(e) - w), aggregated per
-driver. Spark distributes the join by key; a hot key with a long window costs
-drivers x events of that key.
+The same plan as the DuckDB target, in Spark SQL (a sqlglot tree, sql.py, written out in
+Spark's dialect). Spark's RANGE frames only take constant offsets, so the per-row frames of
+the DuckDB formulation are not available; each group is instead a join of driver events to
+the aggregated events of the same key with the exact membership condition (seq(x) < seq(e)
+and event_time(x) >= event_time(e) - w), aggregated per driver. Spark distributes the join by
+key; a hot key with a long window costs drivers x events of that key.
 """
 from __future__ import annotations
 
@@ -14,40 +14,81 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.syntax import Base
 from roundhouse.features.plan.plan import field_columns, make_plan, Slot
 from roundhouse.features.targets.batch import sql
-from roundhouse.features.targets.batch.sql import final_select, literal, SqlExpr
+from roundhouse.features.targets.batch.sql import (
+    alias, and_, BIGINT, case, cast, coalesce, col, cte, DOUBLE, final_select, frame, is_null,
+    join, not_null, num, op, or_, over, select, SqlExpr, table)
 from roundhouse.features.transport import events as events_mod
+from roundhouse.features.transport import scan
 
 
 quote = functools.partial(sql.quote, dialect="spark")
 
 
-@functools.lru_cache(maxsize=1)
-def session():
-    """One local Spark session per process: loopback only, no UI, UTC."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+_current: dict = {}  # "key": (master, conf) of "session", the process's one session
+
+
+def _loopback(master: str) -> bool:
+    if master.startswith("local"):
+        return True
+    host = master.split("://", 1)[-1].split(":", 1)[0]
+    return host in ("127.0.0.1", "localhost")
+
+
+def session(master: str | None = None, conf: dict[str, str] | None = None):
+    """The process's Spark session: no UI, UTC, on `master` (default: ROUNDHOUSE_SPARK_MASTER,
+    else local[2]) with `conf` over the defaults below. A process has one SparkContext, so a
+    call with another master or conf stops the current session and starts another.
+
+    A master on this machine (local[...], spark://127.0.0.1:...) keeps the driver on loopback;
+    for another master the driver listens where Spark chooses (set spark.driver.host in `conf`
+    if executors must reach it by another name). On a standalone cluster executors get
+    spark.executor.memory ROUNDHOUSE_SPARK_EXECUTOR_MEMORY (default 1g): a worker needs that
+    much. spark.driver.memory (ROUNDHOUSE_SPARK_MEMORY, default 1g) applies when the first
+    session of the process starts the JVM.
+    """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master(os.environ.get("ROUNDHOUSE_SPARK_MASTER", "local[2]"))
-             .appName("roundhouse-features")
-             .config("spark.driver.memory", os.environ.get("ROUNDHOUSE_SPARK_MEMORY", "1g"))
-             .config("spark.driver.host", "127.0.0.1")
-             .config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.session.timeZone", "UTC")
-             .config("spark.sql.shuffle.partitions", "4")
-             # Division by zero is null, not an error: sql.SqlExpr relies on it.
-             .config("spark.sql.ansi.enabled", "false")
-             # Resolving a layer of features reading features (sql.final_select: up to
-             # limits.MAX_FEATURE_CHAIN) takes analyzer passes; 100 is too few for 50.
-             .config("spark.sql.analyzer.maxIterations", "1000")
-             .getOrCreate())
+    master = master or os.environ.get("ROUNDHOUSE_SPARK_MASTER", "local[2]")
+    conf = dict(conf or {})
+    key = (master, tuple(sorted(conf.items())))
+    current = _current.get("session")
+    if current is not None and SparkContext._active_spark_context is not None:
+        if _current["key"] == key:
+            return current
+        current.stop()
+    settings = {
+        "spark.driver.memory": os.environ.get("ROUNDHOUSE_SPARK_MEMORY", "1g"),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        # Division by zero is null, not an error: sql.SqlExpr relies on it.
+        "spark.sql.ansi.enabled": "false",
+        # Resolving a layer of features reading features (sql.final_select: up to
+        # limits.MAX_FEATURE_CHAIN) takes analyzer passes; 100 is too few for 50.
+        "spark.sql.analyzer.maxIterations": "1000",
+    }
+    if _loopback(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        settings.update({"spark.driver.host": "127.0.0.1",
+                         "spark.driver.bindAddress": "127.0.0.1"})
+    if master.startswith("spark://"):
+        settings["spark.executor.memory"] = os.environ.get("ROUNDHOUSE_SPARK_EXECUTOR_MEMORY",
+                                                           "1g")
+    settings.update(conf)
+    builder = SparkSession.builder.master(master).appName("roundhouse-features")
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _current.update(session=spark, key=key)
     return spark
 
 
@@ -57,81 +98,109 @@ class SparkCompiler:
         self.labels = labels
         self.plan = make_plan(program, labels)
 
-    def sql(self, events: str) -> str:
+    def sql(self, events: str | exp.Expr) -> str:
+        """`events` is a table (or temporary view) name, or a table node."""
+        return sql.render(self.query(events), "spark")
+
+    def query(self, events: str | exp.Expr) -> exp.Select:
+        """The query as a tree (see `sql`), written out in the Spark dialect."""
         p = self.program
-        cols = ", ".join(quote(n) for n, _ in field_columns(p))
+        seq, t = (lambda: col("seq")), (lambda: col("t"))
+        before = over(exp.Max(this=t()), order=[seq()], spec=frame("ROWS", "UNBOUNDED", num(1)))
+        too_late = coalesce(op(exp.LT, t(), op(exp.Sub, before, p.lateness_micros)), False)
         ctes = [
-            f"ev AS (SELECT seq, unix_micros(event_time) AS t, stream, {cols} FROM {events})",
-            "drv AS (SELECT * FROM (SELECT *, COALESCE(t < max(t) OVER (ORDER BY seq ROWS "
-            "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - "
-            f"{p.lateness_micros}, FALSE) AS too_late FROM ev) "
-            f"WHERE stream = {literal(p.driver, 'spark')})",
+            cte("ev", select([seq(), alias(exp.UnixMicros(this=col("event_time")), "t"),
+                              col("stream"), *(col(n) for n, _ in field_columns(p))],
+                             sql.source(events, "spark"))),
+            cte("drv", select([exp.Star()], exp.Subquery(this=select(
+                [exp.Star(), alias(too_late, "too_late")], "ev")), where=_stream_is(p.driver))),
         ]
         joins, agg_sql = [], {}
+        where_x = SqlExpr(lambda e: col(e.name, "x"))
+        xt, dt = (lambda: col("t", "x")), (lambda: col("t", "d"))
         for gi, g in enumerate(self.plan.groups):
             name = f"g{gi}"
-            on = " AND ".join(f"x.{quote(sf)} = d.{quote(df)}"
-                              for sf, df in zip(g.stream_keys, g.driver_keys))
-            where_x = SqlExpr(lambda e: f"x.{quote(e.name)}", "spark")
+            on = [op(exp.EQ, col(sf, "x"), col(df, "d"))
+                  for sf, df in zip(g.stream_keys, g.driver_keys)]
             if g.kind == "forward":
-                time_on = f"x.t >= d.t AND x.t <= d.t + {g.max_window} AND x.seq <> d.seq"
+                time_on = [op(exp.GTE, xt(), dt()),
+                           op(exp.LTE, xt(), op(exp.Add, dt(), g.max_window)),
+                           op(exp.NEQ, col("seq", "x"), col("seq", "d"))]
             elif g.kind == "lifetime":
-                time_on = "x.seq < d.seq"
+                time_on = [op(exp.LT, col("seq", "x"), col("seq", "d"))]
             else:
-                time_on = f"x.seq < d.seq AND x.t >= d.t - {g.max_window}"
+                time_on = [op(exp.LT, col("seq", "x"), col("seq", "d")),
+                           op(exp.GTE, xt(), op(exp.Sub, dt(), g.max_window))]
             aggs = []
             for s in g.slots:
                 a = s.agg
-                conds = []
-                if g.kind == "window":
-                    conds.append(f"x.t >= d.t - {a.window.micros}")
-                if g.kind == "forward":
-                    conds.append(f"x.t <= d.t + {a.window.micros}")
-                if a.where is not None:
-                    conds.append(f"({where_x(a.where)})")
-                cond = " AND ".join(conds) or "TRUE"
-                v = "1" if a.fn in ("count", "exists") else f"x.{quote(a.field)}"
-                m = f"CASE WHEN {cond} THEN {v} END"
+
+                def cond(a=a, g=g) -> exp.Expr:
+                    conds = []
+                    if g.kind == "window":
+                        conds.append(op(exp.GTE, xt(), op(exp.Sub, dt(), a.window.micros)))
+                    if g.kind == "forward":
+                        conds.append(op(exp.LTE, xt(), op(exp.Add, dt(), a.window.micros)))
+                    if a.where is not None:
+                        conds.append(where_x(a.where))
+                    return and_(*conds) if conds else exp.true()
+
+                def v(a=a) -> exp.Expr:
+                    return num(1) if a.fn in ("count", "exists") else col(a.field, "x")
+
+                def m(cond=cond, v=v) -> exp.Expr:
+                    return case(cond(), v())
+
                 n = s.name
                 if a.fn in ("count", "exists"):
-                    aggs.append(f"count({m}) AS {n}_c")
+                    aggs.append(alias(exp.Count(this=m()), f"{n}_c"))
                 elif a.fn == "count_distinct":
-                    aggs.append(f"count(DISTINCT {m}) AS {n}_c")
+                    aggs.append(alias(exp.Count(this=exp.Distinct(expressions=[m()])), f"{n}_c"))
                 elif a.fn in ("sum", "avg"):
-                    aggs += [f"sum({m}) AS {n}_s", f"count({m}) AS {n}_c"]
+                    aggs += [alias(exp.Sum(this=m()), f"{n}_s"),
+                             alias(exp.Count(this=m()), f"{n}_c")]
                 elif a.fn in ("min", "max"):
-                    aggs.append(f"{a.fn}({m}) AS {n}_v")
-                else:
-                    aggs.append(f"max_by({m}, CASE WHEN {cond} AND {v} IS NOT NULL THEN x.seq "
-                                f"END) AS {n}_v")
+                    aggs.append(alias((exp.Min if a.fn == "min" else exp.Max)(this=m()),
+                                      f"{n}_v"))
+                else:  # last: max_by
+                    aggs.append(alias(exp.ArgMax(this=m(), expression=case(
+                        and_(cond(), not_null(v())), col("seq", "x"))), f"{n}_v"))
                 agg_sql[n] = self._combine(s)
-            ctes.append(f"{name} AS (SELECT d.seq AS seq, {', '.join(aggs)} FROM drv d JOIN ev x "
-                        f"ON x.stream = {literal(g.stream, 'spark')} AND {on} AND {time_on} "
-                        f"GROUP BY d.seq)")
-            joins.append(f"LEFT JOIN {name} ON {name}.seq = drv.seq")
-        base = ["drv.seq AS seq", "drv.too_late AS too_late"]
-        base += [f"drv.{quote(f.name)} AS {quote(f.name)}" for f in p.driver_stream.fields]
+            ctes.append(cte(name, select(
+                [alias(col("seq", "d"), "seq"), *aggs], table("drv", "d"),
+                joins=[join(table("ev", "x"), on=and_(_stream_is(g.stream, "x"), *on,
+                                                      *time_on))],
+                group=[col("seq", "d")])))
+            joins.append(join(table(name), on=op(exp.EQ, col("seq", name), col("seq", "drv")),
+                              side="LEFT"))
+        base = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
+        base += [alias(col(f.name, "drv"), f.name) for f in p.driver_stream.fields]
         for g in self.plan.groups:
-            null_key = " OR ".join(f"drv.{quote(k)} IS NULL" for k in g.driver_keys)
-            cond = null_key if g.kind == "forward" else f"drv.too_late OR {null_key}"
-            base += [f"CASE WHEN {cond} THEN NULL ELSE {agg_sql[s.name]} END AS {s.name}"
-                     for s in g.slots]
-        ctes.append("base AS (SELECT " + ", ".join(base) + " FROM drv " + " ".join(joins) + ")")
-        return final_select(p, self.plan, ctes, self.labels, "spark")
+            for s in g.slots:
+                conds = [is_null(col(k, "drv")) for k in g.driver_keys]
+                if g.kind != "forward":
+                    conds.insert(0, col("too_late", "drv"))
+                base.append(alias(case(or_(*conds), exp.Null(), agg_sql[s.name]), s.name))
+        ctes.append(cte("base", select(base, "drv", joins=joins)))
+        return final_select(p, self.plan, ctes, self.labels)
 
-    def _combine(self, s: Slot) -> str:
+    def _combine(self, s: Slot) -> exp.Expr:
         n, fn = s.name, s.agg.fn
         if fn in ("count", "count_distinct"):
-            return f"COALESCE({n}_c, 0)"
+            return coalesce(col(f"{n}_c"), 0)
         if fn == "exists":
-            return f"COALESCE({n}_c, 0) > 0"
+            return op(exp.GT, coalesce(col(f"{n}_c"), 0), 0)
         if fn == "sum":
             base = self.program.streams[s.agg.stream].field(s.agg.field).type.base
-            return f"CAST(COALESCE({n}_s, 0) AS {'BIGINT' if base is Base.INT else 'DOUBLE'})"
+            return cast(coalesce(col(f"{n}_s"), 0), BIGINT if base is Base.INT else DOUBLE)
         if fn == "avg":
-            return (f"CASE WHEN COALESCE({n}_c, 0) = 0 THEN NULL ELSE "
-                    f"CAST({n}_s AS DOUBLE) / {n}_c END")
-        return f"{n}_v"
+            return case(op(exp.EQ, coalesce(col(f"{n}_c"), 0), 0), exp.Null(),
+                        op(exp.Div, cast(col(f"{n}_s"), DOUBLE), col(f"{n}_c")))
+        return col(f"{n}_v")
+
+
+def _stream_is(name: str, table_alias: str | None = None) -> exp.Expr:
+    return exp.EQ(this=col("stream", table_alias), expression=exp.Literal.string(name))
 
 
 def run(program: ast.Program, table: pa.Table, labels: bool = True) -> pa.Table:
@@ -148,14 +217,83 @@ def run(program: ast.Program, table: pa.Table, labels: bool = True) -> pa.Table:
                                 schema=schema)
 
 
-def materialize(program: ast.Program, events_path: str, out_path: str) -> None:
-    spark = session()
-    events_mod.read(events_path, program)  # validate against the declarations first
+_SPARK_TYPES = {"int64": "bigint", "double": "double", "bool": "boolean", "string": "string",
+                "timestamp[us, tz=UTC]": "timestamp"}
+
+
+def materialize(program: ast.Program, events_path: str, out_path: str,
+                master: str | None = None, conf: dict[str, str] | None = None) -> None:
+    """Write the training table for `program` over `events_path` (a Parquet file or a
+    directory of them) as a Parquet dataset at `out_path`: a directory of part files, ordered by
+    seq within and across files (part-00000... in name order), written by the executors.
+
+    The files' schemas are checked from their footers here (no rows read); Spark's reader reads
+    the rows, the checks of events.read run as one Spark aggregate, and no row reaches this
+    process. On a cluster every executor opens `events_path` and writes under `out_path`, so
+    both must be on a filesystem they all share (on one machine, any local path).
+    """
+    from pyspark.sql import functions as F
+
+    if not scan.is_local(events_path):
+        raise events_mod.EventsError(f"{events_path}: the Spark engine reads local paths (on a "
+                                     "filesystem every executor shares)")
+    files = scan.check_files(events_path, program)
+    for file in files:
+        _check_spark_readable(file, program)
+    out = os.path.abspath(out_path)
+    _check_output(out)
+    spark = session(master, conf)
     view = f"events_file_{os.getpid()}"
-    spark.read.parquet(events_path).createOrReplaceTempView(view)
-    result = spark.sql(SparkCompiler(program).sql(view)).toArrow()
-    schema = events_mod.output_schema(program, True)
-    table = pa.Table.from_arrays([result.column(f.name).cast(f.type) for f in schema],
-                                 schema=schema)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    pq.write_table(table, out_path)
+    events = spark.read.parquet(*files)
+    events.select([F.col(quote(f.name)).cast(_SPARK_TYPES[str(f.type)]).alias(f.name)
+                   for f in events_mod.schema(program)]).createOrReplaceTempView(view)
+    try:
+        row = spark.sql(scan.checks_sql(program, view, quote)).collect()[0].asDict()
+        scan.raise_for(row, program, events_path)
+        result = spark.sql(SparkCompiler(program).sql(view))  # ends with ORDER BY seq
+        schema = events_mod.output_schema(program, True)
+        result = result.select([_nullable(result, f.name, F.col(quote(f.name)).cast(
+            _SPARK_TYPES[str(f.type)])).alias(f.name) for f in schema])
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        # A global sort's partitions are ranges of seq in partition order, and each task writes
+        # its partition, in order, to part-<partition>: the directory is in seq order.
+        result.write.mode("overwrite").parquet(out)
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def _nullable(df, name: str, column):
+    """The column, declared nullable as every column of the output schema is (Spark writes a
+    non-nullable column, e.g. a COALESCE, as a required Parquet field). seq is never null, but
+    Spark cannot know that of a column read from Parquet, so the guard keeps the column."""
+    from pyspark.sql import functions as F
+
+    if name == "seq" or df.schema[name].nullable:
+        return column
+    return F.when(F.col("seq").isNotNull(), column)
+
+
+def _check_spark_readable(file: str, program: ast.Program) -> None:
+    """Spark refuses INT64 nanosecond timestamps (pyarrow's default for timestamp[ns])."""
+    meta = pq.read_metadata(file)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    column = meta.schema.column(names.index("event_time"))
+    if column.physical_type == "INT64" and "nanos" in str(column.logical_type).lower():
+        raise events_mod.EventsError(
+            f"{file}: column 'event_time' holds nanosecond timestamps, which Spark does not "
+            f"read; write it as {events_mod.TIME} (e.g. table.cast(events.schema(program)))")
+
+
+_SPARK_OUTPUT = ("part-", "_SUCCESS", "_committed_", "_started_", ".part-", "._SUCCESS")
+
+
+def _check_output(out: str) -> None:
+    """Spark's overwrite deletes the whole directory first: refuse one that holds anything but
+    an earlier output (part files, markers, checksums)."""
+    if not os.path.isdir(out):
+        return
+    foreign = [n for n in sorted(os.listdir(out)) if not n.startswith(_SPARK_OUTPUT)]
+    if foreign:
+        raise FileExistsError(f"{out}: the folder exists and holds more than a training table "
+                              f"dataset (e.g. {foreign[0]!r}); Spark would delete it all to "
+                              "write there: choose another --out")

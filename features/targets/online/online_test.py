@@ -11,6 +11,8 @@ import pytest
 from roundhouse.features.commands import replay_main
 from roundhouse.features.language import loader
 from roundhouse.features.targets.online import replay, stores
+from roundhouse.features.targets.online.codegen import Codegen
+from roundhouse.features.targets.online.emitter import Emitter
 from roundhouse.features.targets.online.program import INDEX_FROM, OnlineProgram
 from roundhouse.features.testing import gen, parity, reference, scenario
 from roundhouse.features.testing.compare import assert_rows_equal
@@ -234,3 +236,51 @@ def test_ifs_and_divisions_over_nulls_agree_with_the_batch_target():
     for seed in (1, 2):
         report = parity.run(p, 1500, seed)
         assert not report.differences, "\n".join(report.differences)
+
+
+def test_the_generated_program_reads_as_code_with_comments_naming_what_it_computes():
+    p = loader.load(FEATURES / "testdata" / "kitchen_sink.feat")
+    ev = OnlineProgram(p)
+    compile(ev.source, "online.py", "exec")
+    header = ev.source.split("\n\n", 1)[0]
+    for g in ev.groups:  # the header: each table, its state, each aggregation and its feature
+        assert f"states[{g.id!r}]" in header
+        for s in g.slots:
+            assert f"#     {Codegen.agg_name(s)} = " in header
+    for d in p.features:  # the output column each value goes to
+        assert f"  # {d.column}\n" in ev.source
+    derived = [d for d in p.features if f"f_{d.column} = " in ev.source]
+    assert derived and all(f"# feature {d.name} v{d.version} = " in ev.source for d in derived)
+
+
+def test_the_fields_read_come_from_the_plan_not_from_the_text_of_the_code():
+    # A string literal that looks like a field local (v_...) is not a field: the generated
+    # code reads the fields the aggregations and features use, and nothing else.
+    p = loader.loads(textwrap.dedent("""\
+        lateness 1h
+        driver c
+        stream c { k: string?  tag: string?  unused: int? }
+        feature n = count(c where tag == "v_nope") by k over 1h
+        """), "names.feat")
+    ev = OnlineProgram(p)
+    assert ev.input_columns == ["seq", "t", "stream", "k", "tag"]
+    states, meta = ev.new_states(), [None, None]
+    served = [ev.process(ev.row({"seq": i, "t": i, "stream": "c", "k": "a", "tag": tag}),
+                         states, meta) for i, tag in enumerate(["v_nope", "x", "v_nope"])]
+    assert [row[2] for row in served] == [0, 1, 1]
+
+
+def test_the_emitter_indents_blocks_and_keeps_comments_on_comment_lines():
+    e = Emitter()
+    with e.block("def f(x):"):
+        e.comment("first line\nsecond " + "word " * 100)
+        with e.block("if x:"):
+            e.comment("a block with only a comment gets a pass")
+        e.line("return x", comment="no\nline break")
+    src = e.source()
+    namespace: dict = {}
+    exec(compile(src, "emitted.py", "exec"), namespace)  # noqa: S102
+    assert namespace["f"](3) == 3
+    assert "        pass\n" in src and "    return x  # no line break\n" in src
+    comments = [ln for ln in src.splitlines() if ln.lstrip().startswith("#")]
+    assert len(comments) == 5 and comments[3].endswith(" ...")  # cut at COMMENT_LINES

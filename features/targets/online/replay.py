@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from roundhouse.features.language import syntax as ast
-from roundhouse.features.targets.online.program import OnlineProgram, paused_gc
+from roundhouse.features.targets.online.program import OnlineProgram
+from roundhouse.features.targets.online.runtime import paused_gc
 from roundhouse.features.transport import events as events_mod
 
 CHUNK = 65_536  # events converted to Python objects at a time (bounds the replay's memory)

@@ -20,7 +20,8 @@ import pathlib
 import pickle
 
 from roundhouse.features.language.printer import fingerprint as program_fingerprint
-from roundhouse.features.targets.online.program import OnlineProgram, STATE_LAYOUT
+from roundhouse.features.targets.online.layout import STATE_LAYOUT
+from roundhouse.features.targets.online.program import OnlineProgram
 
 SWEEP_EVERY = 50_000  # events between full eviction sweeps of the memory store
 
