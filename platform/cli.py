@@ -1,8 +1,9 @@
 """`bazel run //platform:cli -- COMMAND ...`: submit and follow training jobs, manage models.
 
-Jobs go through the training service (--server, default $ROUNDHOUSE_SERVER or
-http://127.0.0.1:8080); models and tags are read and moved in the model store directly
-(--store, default $ROUNDHOUSE_STORE or ~/.roundhouse).
+Jobs and tags go through the training service (--server, default $ROUNDHOUSE_SERVER or
+http://127.0.0.1:8080) with a team token (--token, default $ROUNDHOUSE_TOKEN or the file
+~/.roundhouse/token a local server writes); a team moves only its own tags. Models are read
+from the model store directly (--store, default $ROUNDHOUSE_STORE or ~/.roundhouse).
 
   submit FILE [--watch | --wait]
                             a TrainingRequest in JSON or YAML -> job ID; --watch follows its
@@ -10,10 +11,16 @@ http://127.0.0.1:8080); models and tags are read and moved in the model store di
                             the result and exit 1 when the job fails or is cancelled
   watch JOB                 progress and logs until the job ends, then its result
   status JOB | result JOB | logs JOB | cancel JOB
-  jobs [--owner O] [--workflow W] [--state S]
+  jobs [--owner O] [--workflow W] [--state S] [--team T]
   models | model ID | tags | tag TAG ID | untag TAG | rollback TAG | history TAG
   meta-model FILE           a meta-model spec in JSON or YAML (threshold, dispatch,
                             combination; see platform/registry/meta_models.py) -> its model ID
+  evaluate FILE [--wait]    an evaluation request in JSON or YAML (models by ID or tag, data,
+                            holdout; see platform/evaluation/spec.py) -> evaluation ID; --wait
+                            waits, prints the result (a table on stderr, JSON on stdout) and
+                            exits 1 when the evaluation fails or is cancelled
+  evaluation ID             one evaluation: state, spec, result
+  evaluations [--owner O] [--team T] [--state S]
 """
 
 import argparse
@@ -84,12 +91,41 @@ def finish(client: TrainingClient, job: dict, show) -> int:
     return 0
 
 
+def show_evaluation(result: dict, out=sys.stderr) -> None:
+    """An evaluation's result as a table: each model's metrics with their intervals, then each
+    difference with its interval and the share of resamples where it is above 0."""
+    metrics = ("roc_auc", "pr_auc", "recall_at_1pct_fpr")
+    names = {m["model_id"]: m["ref"] if m["ref"] == m["model_id"] else f"{m['ref']} ({m['model_id']})"
+             for m in result["models"]}
+    width = max(len(n) for n in names.values()) + 2
+    boot = result["bootstrap"]
+    print(f"{result['rows']:,} rows, {result['positives']:,} positives; {boot['resamples']} bootstrap "
+          f"resamples (seed {boot['seed']}), {boot['confidence']:.0%} intervals", file=out)
+    print("model".ljust(width) + "".join(m.ljust(28) for m in metrics), file=out)
+    for m in result["models"]:
+        cells = [m["metrics"][k] for k in metrics]
+        print(names[m["model_id"]].ljust(width) + "".join(
+            f"{c['value']:.4f} [{c['low']:.4f}, {c['high']:.4f}]".ljust(28) for c in cells), file=out)
+    for d in result["differences"]:
+        print(f"{d['metric']}: {names[d['model']]} - {names[d['baseline']]} = {d['value']:+.4f} "
+              f"[{d['low']:+.4f}, {d['high']:+.4f}], above 0 in {d['share_positive']:.1%} of resamples",
+              file=out)
+    for m in result["models"]:
+        if m.get("workflow_metrics"):
+            print(f"{names[m['model_id']]}: " + ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m["workflow_metrics"].items()),
+                file=out)
+    out.flush()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="roundhouse", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[5:]))
     parser.add_argument("--server", default=os.environ.get("ROUNDHOUSE_SERVER", "http://127.0.0.1:8080"))
     parser.add_argument("--store", default=os.environ.get("ROUNDHOUSE_STORE", str(default_home())))
+    parser.add_argument("--token", default=None,
+                        help="team token (default $ROUNDHOUSE_TOKEN, else ~/.roundhouse/token)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("submit")
     p.add_argument("file", type=pathlib.Path)
@@ -99,7 +135,7 @@ def main(argv=None) -> int:
     for name in ("watch", "status", "result", "logs", "cancel"):
         sub.add_parser(name).add_argument("job_id")
     p = sub.add_parser("jobs")
-    for flag in ("--owner", "--workflow", "--state"):
+    for flag in ("--owner", "--workflow", "--state", "--team"):
         p.add_argument(flag, default="")
     sub.add_parser("models")
     sub.add_parser("model").add_argument("model_id")
@@ -110,13 +146,20 @@ def main(argv=None) -> int:
     for name in ("untag", "rollback", "history"):
         sub.add_parser(name).add_argument("tag")
     sub.add_parser("meta-model").add_argument("file", type=pathlib.Path)
+    p = sub.add_parser("evaluate")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--wait", action="store_true")
+    sub.add_parser("evaluation").add_argument("evaluation_id")
+    p = sub.add_parser("evaluations")
+    for flag in ("--owner", "--team", "--state"):
+        p.add_argument(flag, default="")
     args = parser.parse_args(argv)
 
     # Relative paths are meant from where the user ran `bazel run`, not from its runfiles.
     if os.environ.get("BUILD_WORKING_DIRECTORY"):
         os.chdir(os.environ["BUILD_WORKING_DIRECTORY"])
     # A few seconds of retries: enough for a restarting service, short for a person at a prompt.
-    client = TrainingClient(args.server, retry=Retry(attempts=4))
+    client = TrainingClient(args.server, token=args.token, retry=Retry(attempts=4))
     user = os.environ.get("USER", "")
     show = lambda value: print(json.dumps(value, indent=2, sort_keys=True))  # noqa: E731
     try:
@@ -138,9 +181,41 @@ def main(argv=None) -> int:
         elif args.command == "cancel":
             print(client.cancel(args.job_id)["state"].lower())
         elif args.command == "jobs":
-            for job in client.jobs(owner=args.owner, workflow=args.workflow, state=args.state):
+            for job in client.jobs(owner=args.owner, workflow=args.workflow, state=args.state, team=args.team):
+                team = job.get("request", {}).get("metadata", {}).get("team", "")
                 print(f"{job['id']}  {job['state'].lower():9}  {job.get('workflow', '')}  {job.get('owner', '')}"
-                      f"  {job.get('reason', '')}")
+                      f"  {team}  {job.get('reason', '')}")
+        elif args.command == "evaluate":
+            evaluation_id = client.evaluate(load_request(args.file))
+            print(evaluation_id, flush=True)
+            if args.wait:
+                evaluation = client.wait_evaluation(evaluation_id)
+                if evaluation["state"] != "SUCCEEDED":
+                    print(f"roundhouse: error: evaluation {evaluation_id} {evaluation['state'].lower()}"
+                          + (f": {evaluation['reason']}" if evaluation.get("reason") else ""), file=sys.stderr)
+                    return 1
+                show_evaluation(evaluation["result"])
+                show(evaluation["result"])
+        elif args.command == "evaluation":
+            show(client.evaluation(args.evaluation_id))
+        elif args.command == "evaluations":
+            for e in client.evaluations(owner=args.owner, team=args.team, state=args.state):
+                refs = " ".join(m["ref"] for m in e.get("models", []))
+                print(f"{e['id']}  {e['state'].lower():9}  {e.get('workflow', '')}  {e.get('owner', '')}"
+                      f"  {e.get('team', '')}  {refs}  {e.get('reason', '')}")
+        elif args.command == "tags":
+            for t in client.tags():
+                print(f"{t['tag']}  {t['model_id']}  {t['team']}")
+        elif args.command == "tag":
+            print(f"{args.tag} -> {client.tag(args.tag, args.model_id, by=user)['model_id']}")
+        elif args.command == "untag":
+            client.untag(args.tag, by=user)
+            print(f"{args.tag} untagged")
+        elif args.command == "rollback":
+            print(f"{args.tag} -> {client.rollback(args.tag, by=user)['model_id']}")
+        elif args.command == "history":
+            for e in client.tag_history(args.tag):
+                print(f"{e['at']}  {e['model_id'] or '(untagged)'}  {e['by']}  {e['team']}")
         else:
             models = store_lib.open_store(args.store)
             tags = tags_lib.TagStore(models)
@@ -156,28 +231,20 @@ def main(argv=None) -> int:
             elif args.command == "model":
                 from google.protobuf import json_format
                 show(json_format.MessageToDict(models.get(args.model_id)))
-            elif args.command == "tags":
-                for tag, mid in sorted(tags.list().items()):
-                    print(f"{tag}  {mid}")
-            elif args.command == "tag":
-                tags.set(args.tag, args.model_id, by=user)
-                print(f"{args.tag} -> {args.model_id}")
-            elif args.command == "untag":
-                tags.untag(args.tag, by=user)
-                print(f"{args.tag} untagged")
-            elif args.command == "rollback":
-                print(f"{args.tag} -> {tags.rollback(args.tag, by=user)}")
             elif args.command == "meta-model":
                 record = meta_models.create(models, load_spec(args.file))
                 print(record.model_id)
-            elif args.command == "history":
-                for e in tags.history(args.tag):
-                    print(f"{e.at}  {e.model_id or '(untagged)'}  {e.by}")
     except Unreachable as e:
         print(f"roundhouse: error: {e} (start it with `bazel run //platform/training:server`, "
               "or pass --server)", file=sys.stderr)
         return 1
-    except (CliError, ServiceError, store_lib.ModelNotFound, tags_lib.TagError, meta_models.SpecError) as e:
+    except ServiceError as e:
+        hint = (" (pass --token, set $ROUNDHOUSE_TOKEN, or use the token a local server wrote to "
+                f"{default_home() / 'token'}; `bazel run //platform/training:tokens -- create --team T` "
+                "makes one)") if e.status == 401 else ""
+        print(f"roundhouse: error: {e}{hint}", file=sys.stderr)
+        return 1
+    except (CliError, store_lib.ModelNotFound, tags_lib.TagError, meta_models.SpecError) as e:
         print(f"roundhouse: error: {e}", file=sys.stderr)
         return 1
     return 0

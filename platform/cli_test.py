@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import re
+import stat
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from roundhouse.platform.training.service_testlib import Service, request, toy_data
 
 CLI = pathlib.Path(__file__).with_name("cli")
+TOKENS = pathlib.Path(__file__).parent / "training" / "tokens"
 
 
 @pytest.fixture
@@ -23,7 +25,8 @@ def service(tmp_path):
 
 def cli(service, *args, ok=True):
     proc = subprocess.run([str(CLI), "--server", service.base, "--store", str(service.tmp / "models"), *args],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "USER": "ana"})
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "USER": "ana", "ROUNDHOUSE_TOKEN": service.token})
     assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
@@ -108,3 +111,47 @@ def test_meta_models_through_the_cli_and_the_api(service, tmp_path):
     spec.write_text(json.dumps({"kind": "threshold", "model": "m-0", "threshold": 0.5}))
     spec = spec.rename(tmp_path / "missing.json")
     assert "no model m-0" in cli(service, "meta-model", str(spec), ok=False)
+
+
+def test_the_first_start_makes_an_admin_token_the_cli_finds_by_itself(tmp_path):
+    home = tmp_path / "home"
+    svc = Service(tmp_path, str(tmp_path / "jobs.sqlite"), home=home).start()
+    env = {k: v for k, v in os.environ.items() if k != "ROUNDHOUSE_TOKEN"}
+    env.update(ROUNDHOUSE_HOME=str(home), USER="ana")
+
+    def run(*args, ok=True, **extra_env):
+        proc = subprocess.run([str(CLI), "--server", svc.base, "--store", str(tmp_path / "models"), *args],
+                              capture_output=True, text=True, timeout=300, env={**env, **extra_env})
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    try:
+        token_file = home / "token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        req = tmp_path / "request.json"
+        req.write_text(json.dumps(request(toy_data(tmp_path / "toy.parquet"))))
+        job_id, result = run("submit", str(req), "--wait").split("\n", 1)  # no flag, no variable
+        model_id = json.loads(result)["model_id"]
+        run("tag", "toy-prod", model_id)
+        assert f"toy-prod  {model_id}  admin" in run("tags")
+        svc.stop()
+        svc.start()  # a restart finds its admin token in the database: the file stays as it was
+        assert token_file.read_text().strip() == svc.token and job_id in run("jobs")
+
+        made = subprocess.run([str(TOKENS), "--jobs", str(tmp_path / "jobs.sqlite"), "create", "--team", "growth"],
+                              capture_output=True, text=True, env=env, check=True)
+        growth = made.stdout.strip()
+        assert run("jobs", ROUNDHOUSE_TOKEN=growth).strip() == ""  # the risk team's job is not growth's
+        out = run("status", job_id, ok=False, ROUNDHOUSE_TOKEN=growth)
+        assert "403" in out and f"job {job_id} belongs to team 'risk'" in out
+        out = run("untag", "toy-prod", ok=False, ROUNDHOUSE_TOKEN=growth)
+        assert "403" in out and "tag 'toy-prod' belongs to team 'admin'" in out
+        growth_id = growth.split("_")[1]
+        subprocess.run([str(TOKENS), "--jobs", str(tmp_path / "jobs.sqlite"), "revoke", growth_id],
+                       capture_output=True, text=True, env=env, check=True)
+        out = run("jobs", ok=False, ROUNDHOUSE_TOKEN=growth)
+        assert "401" in out and f"token {growth_id} was revoked" in out
+        out = run("jobs", ok=False, ROUNDHOUSE_HOME=str(tmp_path / "elsewhere"))
+        assert "401" in out and "missing bearer token" in out and "--token" in out
+    finally:
+        svc.stop()

@@ -246,6 +246,42 @@ def test_fingerprint_local_files_have_checksums(tmp_path):
         assert f.role == "train"
 
 
+def write_spark_style_dataset(root, table: pa.Table, parts: int = 12) -> list[str]:
+    """The layout Spark's writer leaves (materialize --engine spark): part-NNNNN-<uuid>-c000
+    files holding consecutive ranges, a _SUCCESS marker, hidden .crc checksums, and here a
+    leftover _temporary folder of an aborted attempt. Files are created out of name order, so
+    the directory's listing order is not the answer."""
+    root.mkdir()
+    step = -(-table.num_rows // parts)
+    names = [f"part-{i:05d}-1b2c3d4e-c000.snappy.parquet" for i in range(parts)]
+    for i in reversed(range(parts)):
+        pq.write_table(table.slice(i * step, step), root / names[i], row_group_size=ROW_GROUP)
+        (root / f".{names[i]}.crc").write_bytes(b"crc")
+    (root / "_SUCCESS").write_bytes(b"")
+    (root / "._SUCCESS.crc").write_bytes(b"crc")
+    (root / "_temporary" / "0").mkdir(parents=True)
+    pq.write_table(table.slice(0, 10), root / "_temporary" / "0" / "part-00000.parquet")
+    return [str(root / n) for n in names]
+
+
+def test_a_spark_dataset_directory_reads_as_one_table_in_part_order(tmp_path):
+    table = make_table()
+    names = write_spark_style_dataset(tmp_path / "train", table)
+    data = read_parquet(source(str(tmp_path / "train"), ["id", "amount"],
+                               filters=[("country", "EQ", "DE")]), "data.parquet")
+    ids = data.table.column("id").to_pylist()
+    assert len(ids) == ROWS // 4 and ids == sorted(ids)  # part files in name order
+    full = read_parquet(source(str(tmp_path / "train")), "data.parquet").table
+    assert full.equals(table)
+    # Only the part files are data (and fingerprinted); markers, checksums and _temporary not.
+    assert [f.path for f in data.files] == names
+    # The submit-time checks read the directory's footers too.
+    access = DataAccess(roots=(tmp_path,), read_files=True)
+    check_source(parquet(str(tmp_path / "train"), columns=["amount"]), "data", access)
+    err = check_error(parquet(str(tmp_path / "train"), columns=["amout"]), access)
+    assert err.field == "data.parquet.columns[0]" and "it has: id, amount" in str(err)
+
+
 def test_fingerprint_s3_objects_carry_etags(s3_endpoint, dataset):
     uri, s3, _ = dataset
     if s3 is None:

@@ -47,9 +47,15 @@ class LocalExecutor:
         self.time_limit = int(time_limit_seconds)
 
     def submit(self, job_id: str, request: training_pb2.TrainingRequest) -> str:
-        if request.workflow not in self.workflows:
+        return self.start(job_id, request.workflow, {"request.json": json_format.MessageToJson(request)},
+                          ["--request", "request.json", "--job-id", job_id])
+
+    def start(self, job_id: str, workflow: str, inputs: dict[str, str], args: list[str]) -> str:
+        """Run `workflow`'s executable with `args` (and --result, --store, --home) in the
+        job's folder, after writing `inputs` (file name -> text) there; returns the ref."""
+        if workflow not in self.workflows:
             known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(f"workflow {request.workflow!r} has no executable here (known: {known})")
+            raise UnknownWorkflow(f"workflow {workflow!r} has no executable here (known: {known})")
         workdir = self.jobs_dir / job_id
         workdir.mkdir(parents=True, exist_ok=True)
         if self._alive(workdir):
@@ -58,10 +64,10 @@ class LocalExecutor:
             return str(workdir)
         for stale in ("exit_code", "result.json", "output.log"):  # a re-run starts clean
             (workdir / stale).unlink(missing_ok=True)
-        (workdir / "request.json").write_text(json_format.MessageToJson(request))
-        command = self.workflows[request.workflow] + [
-            "--request", "request.json", "--result", "result.json", "--store", self.store_url,
-            "--home", str(workdir), "--job-id", job_id]
+        for name, text in inputs.items():
+            (workdir / name).write_text(text)
+        command = self.workflows[workflow] + [
+            *args, "--result", "result.json", "--store", self.store_url, "--home", str(workdir)]
         proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(self.time_limit), *command],
                                 cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True)
         (workdir / "pid").write_text(f"{proc.pid} {_start_time(proc.pid)}\n")

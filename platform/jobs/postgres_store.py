@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_workflow ON jobs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_team ON jobs (team, created_at);
 CREATE TABLE IF NOT EXISTS job_logs (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id),

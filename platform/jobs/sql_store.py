@@ -80,9 +80,9 @@ class SqlJobStore(JobStore):
             return job
 
     def list(self, *, owner: str | None = None, workflow: str | None = None,
-             state: int | str | None = None, limit: int = 100) -> list[Job]:
+             state: int | str | None = None, team: str | None = None, limit: int = 100) -> list[Job]:
         where, args = [], []
-        for column, value in (("owner", owner), ("workflow", workflow)):
+        for column, value in (("owner", owner), ("workflow", workflow), ("team", team)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)

@@ -85,8 +85,8 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def list(self, *, owner: str | None = None, workflow: str | None = None,
-             state: int | str | None = None, limit: int = 100) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+             state: int | str | None = None, team: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs matching every given filter, newest first (`team`: the request's metadata.team)."""
 
     @abc.abstractmethod
     def transition(self, job_id: str, to: int, reason: str = "", *,

@@ -151,6 +151,19 @@ def test_list_filters_by_owner_workflow_and_state(make_store):
         store.list(state="done")
 
 
+def test_list_filters_by_team(make_store):
+    store, clock = make_store(), make_store.clock
+    risk = store.create(req(team="risk"))
+    clock.advance(1)
+    growth = store.create(req(team="growth"))
+    clock.advance(1)
+    legacy = store.create(req(team=""))  # submitted before team tokens
+    assert [j.id for j in store.list(team="risk")] == [risk.id]
+    assert [j.id for j in store.list(team="growth", owner="ana")] == [growth.id]
+    assert store.list(team="ops") == []
+    assert [j.id for j in store.list(team=None)] == [legacy.id, growth.id, risk.id]
+
+
 def test_cancel_queued_at_once_running_through_its_worker(make_store):
     store, clock = make_store(), make_store.clock
     running = store.create(req())

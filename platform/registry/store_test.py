@@ -107,3 +107,42 @@ def test_concurrent_moves_lose_no_event(store):
     history = [e.model_id for e in tags.history("race")]
     assert sorted(history) == sorted(ids)
     assert tags.get("race") == history[-1]
+
+
+def test_a_tag_belongs_to_the_team_that_made_it(store):
+    tags = tags_lib.TagStore(store)
+    a = store.put(b"a", record()).record.model_id
+    b = store.put(b"b", record()).record.model_id
+    assert tags.owner("fraud-prod") is None
+    tags.set("fraud-prod", a, by="ana", team="risk", token="t1", check_owner=True)
+    assert tags.owner("fraud-prod") == "risk"
+    with pytest.raises(tags_lib.TagForbidden, match="belongs to team 'risk'; team 'growth' may not move it"):
+        tags.set("fraud-prod", b, team="growth", check_owner=True)
+    with pytest.raises(tags_lib.TagForbidden):
+        tags.rollback("fraud-prod", team="growth", check_owner=True)
+    with pytest.raises(tags_lib.TagForbidden):
+        tags.untag("fraud-prod", team="growth", check_owner=True)
+    assert [e.model_id for e in tags.history("fraud-prod")] == [a]  # nothing was recorded
+    tags.set("fraud-prod", b, by="bo", team="risk", token="t2", check_owner=True)
+    tags.set("fraud-prod", a, by="root", team="admin", token="t3", owner="growth")  # an admin hands it over
+    assert tags.owner("fraud-prod") == "growth" and tags.list_with_owners() == {"fraud-prod": (a, "growth")}
+    assert [(e.by, e.team, e.token) for e in tags.history("fraud-prod")] == [
+        ("ana", "risk", "t1"), ("bo", "risk", "t2"), ("root", "admin", "t3")]
+
+
+def test_tag_objects_stay_readable_by_scorers_built_before_teams(store):
+    import json
+
+    tags = tags_lib.TagStore(store)
+    a = store.put(b"a", record()).record.model_id
+    tags.set("fraud-prod", a, by="ana", team="risk", token="t1")
+    doc = json.loads(store.blobs.get("tags/fraud-prod.json"))
+    # Old readers build TagEvent(model_id=, at=, by=) from each event: no other keys in it.
+    assert [set(e) for e in doc["history"]] == [{"model_id", "at", "by"}]
+    # And an object written before teams reads with no team, and no owner.
+    store.blobs.put_if_version("tags/legacy.json", json.dumps(
+        {"tag": "legacy", "history": [{"model_id": a, "at": "2024-01-01T00:00:00+00:00", "by": "ana"}]}).encode(),
+        store.blobs.read_versioned("tags/legacy.json")[1])
+    assert tags.owner("legacy") == "" and tags.history("legacy")[0].team == ""
+    with pytest.raises(tags_lib.TagForbidden, match="belongs to no team"):
+        tags.set("legacy", a, team="risk", check_owner=True)

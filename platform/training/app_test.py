@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from roundhouse.platform.api.validate import ResourceLimits
+from roundhouse.platform.auth.sql_tokens import SqliteTokenStore
 from roundhouse.platform.data.sources import DataAccess
 from roundhouse.platform.jobs.sqlite_store import SqliteJobStore
 from roundhouse.platform.registry.store import open_store
@@ -30,9 +31,12 @@ def data(tmp_path):
 @pytest.fixture
 def service(tmp_path, data):
     jobs = SqliteJobStore(str(tmp_path / "jobs.sqlite"))
+    tokens = SqliteTokenStore(str(tmp_path / "jobs.sqlite"))
     app = create_app(jobs, open_store(str(tmp_path / "models")), workflows={"toy"}, limits=LIMITS,
-                     data=DataAccess(roots=(data,), read_files=True))
-    return app.test_client(), jobs
+                     data=DataAccess(roots=(data,), read_files=True), tokens=tokens)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens.create('risk')[1]}"
+    return client, jobs
 
 
 def good(data):

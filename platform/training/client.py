@@ -3,6 +3,9 @@
     client = TrainingClient("http://training:8080")
     result = client.train(request)          # submit, wait, result; raises JobFailed
 
+Every call carries a team token (`token=`; without one, $ROUNDHOUSE_TOKEN, else the file
+$ROUNDHOUSE_HOME/token, ~/.roundhouse/token, that a local server writes on first start).
+
 Reads (status, logs, result) are retried on connection errors and on 502/503/504, with
 exponential backoff, so that a service restart in the middle of a nightly run costs a pause,
 not the run. A submit is retried only when the request cannot have reached the service
@@ -13,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Callable
+
+from roundhouse.platform.home import default_home
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 _RETRIED_STATUS = (502, 503, 504)
@@ -64,7 +70,21 @@ def _not_sent(reason) -> bool:
     return isinstance(reason, (ConnectionRefusedError, socket.gaierror))
 
 
+def default_token() -> str | None:
+    """$ROUNDHOUSE_TOKEN, else the token in $ROUNDHOUSE_HOME/token (~/.roundhouse/token)."""
+    token = os.environ.get("ROUNDHOUSE_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        return (default_home() / "token").read_text().strip() or None
+    except OSError:
+        return None
+
+
 class TrainingClient:
+    """`token`: the bearer token to send; None: default_token(), looked up at each call (so a
+    client made before a local server first starts finds the token that server writes)."""
+
     def __init__(self, base_url: str, token: str | None = None, retry: Retry = Retry(),
                  timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
         self.base = base_url.rstrip("/")
@@ -91,13 +111,59 @@ class TrainingClient:
         answer = self._call("GET", _job(job_id, f"logs?after={int(after)}"))
         return answer["text"], answer["next"]
 
-    def jobs(self, owner: str = "", workflow: str = "", state: str = "") -> list[dict]:
-        query = urllib.parse.urlencode({k: v for k, v in
-                                        (("owner", owner), ("workflow", workflow), ("state", state)) if v})
+    def jobs(self, owner: str = "", workflow: str = "", state: str = "", team: str = "") -> list[dict]:
+        """Jobs of the token's team (an admin token: every team's, or `team`'s)."""
+        query = urllib.parse.urlencode({k: v for k, v in (("owner", owner), ("workflow", workflow),
+                                                          ("state", state), ("team", team)) if v})
         return self._call("GET", "/v1/jobs" + (f"?{query}" if query else ""))["jobs"]
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", _job(job_id, "cancel"), idempotent=True)
+
+    # Tags: a team moves only the tags it created. Each answers {"tag", "model_id", "team"}.
+
+    def tags(self) -> list[dict]:
+        return self._call("GET", "/v1/tags")["tags"]
+
+    def tag(self, tag: str, model_id: str, by: str = "") -> dict:
+        return self._call("PUT", _tag(tag), _by({"model_id": model_id}, by), idempotent=True)
+
+    def untag(self, tag: str, by: str = "") -> dict:
+        return self._call("DELETE", _tag(tag), _by({}, by), idempotent=False)
+
+    def rollback(self, tag: str, by: str = "") -> dict:
+        return self._call("POST", _tag(tag, "rollback"), _by({}, by), idempotent=False)
+
+    def tag_history(self, tag: str) -> list[dict]:
+        """Each move: {"model_id" (None: untagged), "at", "by", "team", "token"}, oldest first."""
+        return self._call("GET", _tag(tag, "history"))["history"]
+
+    # Evaluations: stored models scored on the same holdout rows (platform/evaluation).
+
+    def evaluate(self, spec: dict) -> str:
+        """Queue an evaluation request (platform/evaluation/spec.py); returns its ID."""
+        return self._call("POST", "/v1/evaluations", spec, idempotent=False)["evaluation_id"]
+
+    def evaluation(self, evaluation_id: str) -> dict:
+        """Its state, spec and, once SUCCEEDED, its "result"."""
+        return self._call("GET", _evaluation(evaluation_id))
+
+    def evaluations(self, owner: str = "", team: str = "", state: str = "") -> list[dict]:
+        query = urllib.parse.urlencode({k: v for k, v in (("owner", owner), ("team", team),
+                                                          ("state", state)) if v})
+        return self._call("GET", "/v1/evaluations" + (f"?{query}" if query else ""))["evaluations"]
+
+    def wait_evaluation(self, evaluation_id: str, timeout: float | None = None, poll: float = 1.0) -> dict:
+        """Poll until the evaluation ends; returns it (with its result when it SUCCEEDED)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            evaluation = self.evaluation(evaluation_id)
+            if evaluation["state"] in TERMINAL:
+                return evaluation
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"evaluation {evaluation_id} still {evaluation['state'].lower()} "
+                                   f"after {timeout:g} s")
+            self._sleep(poll)
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0,
              on_log: Callable[[str], None] | None = None) -> dict:
@@ -127,8 +193,9 @@ class TrainingClient:
 
     def _call(self, method: str, path: str, body=None, idempotent: bool = True):
         headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        token = self.token or default_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         data = None if body is None else json.dumps(body).encode()
         delays = self.retry.delays()
         while True:
@@ -161,6 +228,18 @@ class TrainingClient:
 
 def _job(job_id: str, action: str = "") -> str:
     return f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def _evaluation(evaluation_id: str, action: str = "") -> str:
+    return f"/v1/evaluations/{urllib.parse.quote(evaluation_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def _tag(tag: str, action: str = "") -> str:
+    return f"/v1/tags/{urllib.parse.quote(tag, safe='')}" + (f"/{action}" if action else "")
+
+
+def _by(body: dict, by: str) -> dict:
+    return {**body, "by": by} if by else body
 
 
 def _error_message(e: urllib.error.HTTPError) -> str:

@@ -28,7 +28,7 @@ def service(tmp_path):
 
 
 def test_train_submits_waits_and_returns_the_result(service, tmp_path):
-    client = TrainingClient(service.base)
+    client = TrainingClient(service.base, token=service.token)
     result = client.train(request(toy_data(tmp_path / "toy.parquet")), timeout=180, poll=0.2)
     assert result["model_id"].startswith("m-") and result["metrics"]["roc_auc"] > 0.8
     [job] = client.jobs(owner="ana", state="succeeded")
@@ -36,7 +36,7 @@ def test_train_submits_waits_and_returns_the_result(service, tmp_path):
 
 
 def test_a_failed_job_raises_with_its_reason_and_wait_reports_it(service, tmp_path):
-    client = TrainingClient(service.base)
+    client = TrainingClient(service.base, token=service.token)
     bad = request(toy_data(tmp_path / "toy.parquet"), C=-1.0)  # LogisticRegression refuses C <= 0
     with pytest.raises(JobFailed) as failed:
         client.train(bad, timeout=180, poll=0.2)
@@ -48,7 +48,7 @@ def test_a_failed_job_raises_with_its_reason_and_wait_reports_it(service, tmp_pa
 
 def test_client_errors_are_not_retried(service):
     sleeps = Sleeps()
-    client = TrainingClient(service.base, sleep=sleeps)
+    client = TrainingClient(service.base, token=service.token, sleep=sleeps)
     with pytest.raises(ServiceError) as e:
         client.status("no-such-job")
     assert e.value.status == 404 and sleeps.pauses == []
@@ -64,7 +64,8 @@ def test_a_submit_waits_for_a_service_that_is_starting(tmp_path):
     starter.start()
     try:
         sleeps = Sleeps()
-        client = TrainingClient(svc.base, retry=Retry(attempts=40, first_delay=0.2, max_delay=0.5), sleep=sleeps)
+        client = TrainingClient(svc.base, token=svc.token, retry=Retry(attempts=40, first_delay=0.2, max_delay=0.5),
+                                sleep=sleeps)
         job_id = client.submit(request(data))  # refused until the service listens: nothing was sent
         assert sleeps.pauses, "the service was not up yet, so the submit must have retried"
         starter.join()
@@ -76,7 +77,7 @@ def test_a_submit_waits_for_a_service_that_is_starting(tmp_path):
 
 
 def test_reads_ride_out_a_service_restart(service, tmp_path):
-    client = TrainingClient(service.base, retry=Retry(attempts=40, first_delay=0.2, max_delay=0.5))
+    client = TrainingClient(service.base, token=service.token, retry=Retry(attempts=40, first_delay=0.2, max_delay=0.5))
     job_id = client.submit(request(toy_data(tmp_path / "toy.parquet")))
     client.wait(job_id, timeout=180, poll=0.2)
     service.kill()
@@ -86,3 +87,20 @@ def test_reads_ride_out_a_service_restart(service, tmp_path):
         assert client.status(job_id)["state"] == "SUCCEEDED"  # answered by the restarted service
     finally:
         restarter.join()
+
+
+def test_without_a_token_the_client_finds_one_or_gets_401(service, monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ROUNDHOUSE_HOME", str(home))
+    monkeypatch.delenv("ROUNDHOUSE_TOKEN", raising=False)
+    client = TrainingClient(service.base, sleep=Sleeps())
+    with pytest.raises(ServiceError) as e:
+        client.jobs()
+    assert e.value.status == 401 and "missing bearer token" in e.value.message
+    home.mkdir()
+    (home / "token").write_text(service.token + "\n")  # where a local server writes its token
+    assert client.jobs() == []
+    monkeypatch.setenv("ROUNDHOUSE_TOKEN", "rh_0123456789ab_" + "A" * 43)  # the variable comes first
+    with pytest.raises(ServiceError) as e:
+        client.jobs()
+    assert e.value.status == 401 and "unknown token 0123456789ab" in e.value.message

@@ -3,12 +3,18 @@
     train --request REQUEST.json [--store URL] [--result FILE] [--job-id ID]
     ROUNDHOUSE_REQUEST='{...}' train --job-id ID   # as a Kubernetes Job runs the image
     train [workflow flags]                         # the workflow builds its default request
+    train --evaluate EVALUATION.json [--store URL] [--result FILE]
+                                                   # evaluate stored models (platform/evaluation)
 
 Both forms run the same path, request -> runner -> model store, whether a person starts the
 binary with `bazel run`, or the training service's local executor (or a Kubernetes Job)
 starts it for a job. The last line on stdout is the JSON summary; --result also writes it
 to a file, atomically, so an executor can tell a finished run from a dead one. A Kubernetes
 Job also sets $ROUNDHOUSE_IMAGE, the image it runs by digest, which goes in the model record.
+
+With --evaluate, the binary evaluates stored models instead of training one (the training
+service runs evaluations this way, so that the workflow's own `evaluate` adds its metrics
+and slices): the last line on stdout is {"evaluation": result} (platform/evaluation).
 """
 
 import argparse
@@ -22,6 +28,11 @@ from roundhouse.platform import build_info, files
 from roundhouse.platform.home import default_home
 from roundhouse.platform.api import training_pb2, validate
 from roundhouse.platform.data.sources import DataError
+from roundhouse.platform.evaluation import runner as evaluation_runner
+from roundhouse.platform.evaluation import spec as evaluation_spec
+from roundhouse.platform.evaluation import summary as evaluation_summary
+from roundhouse.platform.evaluation.evaluate import EvaluationError
+from roundhouse.platform.evaluation.models import ModelError
 from roundhouse.platform.registry import store as store_lib
 from roundhouse.platform.training import runner
 from roundhouse.platform.training.workflow import Workflow
@@ -41,9 +52,15 @@ def main(workflow: Workflow, bazel_target: str,
     parser.add_argument("--result", type=pathlib.Path, help="also write the JSON summary here")
     parser.add_argument("--job-id", default=os.environ.get("ROUNDHOUSE_JOB_ID", ""),
                         help="the training job this run belongs to (kept in the model record)")
+    parser.add_argument("--evaluate", type=pathlib.Path, metavar="EVALUATION.json",
+                        help="evaluate the stored models an evaluation request names, instead of training")
     add_arguments(parser)
     args = parser.parse_args(argv)
     home = args.home or default_home()
+    if args.evaluate:
+        if args.request:
+            parser.error("--evaluate and --request: pass one of them")
+        return _evaluate(parser, args, workflow, home)
     try:
         params = json.loads(args.params)
         if not isinstance(params, dict):
@@ -87,4 +104,24 @@ def main(workflow: Workflow, bazel_target: str,
     if args.result:
         files.write_atomically(args.result, lambda tmp: pathlib.Path(tmp).write_text(summary + "\n"))
     print(summary, flush=True)
+    return 0
+
+
+def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace, workflow: Workflow,
+              home: pathlib.Path) -> int:
+    try:
+        spec = evaluation_spec.parse(args.evaluate.read_bytes())
+    except OSError as e:
+        parser.error(f"--evaluate: {e}")
+    except validate.RequestError as e:
+        parser.error(f"{args.evaluate}: {e}")
+    try:
+        result = evaluation_runner.run(spec, store_lib.open_store(args.store or str(home)), workflow)
+    except (EvaluationError, ModelError, DataError, store_lib.ModelNotFound) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    line = evaluation_summary.line(result.to_dict())
+    if args.result:
+        files.write_atomically(args.result, lambda tmp: pathlib.Path(tmp).write_text(line + "\n"))
+    print(line, flush=True)
     return 0

@@ -7,6 +7,16 @@ FILE (a YAML of platform/executors/kubernetes_manifest.KubernetesConfig: namespa
 registry and the env vars holding its credentials, resource table; the cluster comes from
 ~/.kube/config or the pod's service account).
 
+Every call but /healthz needs a team token (platform/auth; `bazel run
+//platform/training:tokens` makes them, in the job store's database). On a database with no
+admin token, the server makes one and writes it to --admin-token-file (default
+$ROUNDHOUSE_HOME/token, mode 0600), where the CLI and TrainingClient find it.
+
+Evaluations (POST /v1/evaluations, platform/evaluation) run beside the jobs, as local
+processes of the same workflow executables (`train --evaluate`), whatever the executor: an
+`evaluations` table in the job store's database, their folders under --evaluations-dir, at
+most --evaluation-capacity at once.
+
 Requests may read local data only under --data-root folders (default $ROUNDHOUSE_HOME/data,
 where `bazel run //workflows/fraud:train` writes its tables), and ask for no more cpu, memory
 or GPUs than the executor can give: this machine's, or the largest row of the resource table.
@@ -25,7 +35,12 @@ import threading
 import waitress
 
 from roundhouse.platform.api import validate
+from roundhouse.platform.auth.sql_tokens import open_token_store
+from roundhouse.platform.auth.tokens import ensure_local_admin
 from roundhouse.platform.data.sources import DataAccess
+from roundhouse.platform.evaluation import summary as evaluation_summary
+from roundhouse.platform.evaluation.executor import LocalEvaluationExecutor
+from roundhouse.platform.evaluation.store import EvaluationStore
 from roundhouse.platform.executors.local import LocalExecutor
 from roundhouse.platform.jobs.factory import open_store as open_jobs
 from roundhouse.platform.training.app import create_app
@@ -61,12 +76,20 @@ def parse_args(argv):
     parser.add_argument("--worker-id", default=f"{socket.gethostname()}-local",
                         help="stable across restarts, so a restarted service takes its jobs back")
     parser.add_argument("--capacity", type=int, default=2, help="jobs run at once")
+    parser.add_argument("--evaluations-dir", default=None,
+                        help="working directories of evaluations, run locally (default: an "
+                             "`evaluations` folder beside --jobs-dir)")
+    parser.add_argument("--evaluation-capacity", type=int, default=1, help="evaluations run at once")
     parser.add_argument("--executor", choices=("local", "kubernetes"), default="local")
     parser.add_argument("--kube-config", type=pathlib.Path, help="executor config (YAML) for --executor kubernetes")
     parser.add_argument("--data-root", action="append", type=pathlib.Path, default=[], metavar="DIR",
                         help="a folder requests may read local data from (repeatable; default HOME/data)")
+    parser.add_argument("--admin-token-file", default=str(home / "token"),
+                        help="where to write the local admin token the server makes when the database "
+                             "has no admin token (default HOME/token; '' makes none)")
     args = parser.parse_args(argv)
     args.data_roots = tuple(args.data_root) or (home / "data",)
+    args.evaluations_dir = args.evaluations_dir or str(pathlib.Path(args.jobs_dir).parent / "evaluations")
     workflows = {name: str(path) for name, path in built_workflows().items() if path.exists()}
     for item in args.workflow:
         name, sep, command = item.partition("=")
@@ -124,6 +147,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     jobs = open_jobs(args.jobs)
+    tokens = open_token_store(args.jobs)  # the same database
+    if args.admin_token_file:
+        ensure_local_admin(tokens, pathlib.Path(args.admin_token_file))
     if args.executor == "kubernetes":
         config = kubernetes_config(args.kube_config)
         executor = kubernetes_executor(config)
@@ -139,16 +165,23 @@ def main(argv=None) -> int:
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
     thread.start()
+    evaluations = EvaluationStore(jobs)  # the same database, its own table
+    evaluator = Worker(evaluations, LocalEvaluationExecutor(LocalExecutor(
+        args.workflows, args.evaluations_dir, args.store, args.time_limit)), args.worker_id,
+        capacity=args.evaluation_capacity, parse_result=evaluation_summary.parse)
+    evaluation_thread = threading.Thread(target=evaluator.run, args=(stop,), name="evaluations", daemon=True)
+    evaluation_thread.start()
     logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s, data under %s)",
                  args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)),
                  ", ".join(map(str, args.data_roots)))
     app = create_app(jobs, open_models(args.store), workflows=set(args.workflows), limits=limits,
-                     data=data)
+                     data=data, tokens=tokens, evaluations=evaluations)
     try:
         waitress.serve(app, host=args.host, port=args.port, threads=8, _quiet=True)
     finally:
         stop.set()
         thread.join(timeout=5)
+        evaluation_thread.join(timeout=5)
     return 0
 
 

@@ -44,6 +44,9 @@ def test_submit_run_result_logs_and_list(service, data):
     status, listed = call(service.base, "GET", "/v1/jobs?owner=ana&workflow=toy&state=succeeded")
     assert [j["id"] for j in listed["jobs"]] == [job_id]
     assert call(service.base, "GET", "/v1/jobs?owner=ben")[1]["jobs"] == []
+    status, refused = call(service.base, "GET", f"/v1/jobs/{job_id}", token="")  # every call needs a token
+    assert status == 401 and refused["reason"] == "missing", refused
+    assert call(service.base, "GET", "/healthz", token="")[0] == 200  # but the load balancer's
 
 
 @pytest.mark.parametrize("change, field", [

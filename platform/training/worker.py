@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any, Callable
 
 from roundhouse.platform.api import job_pb2
 from roundhouse.platform.jobs.store import JobNotFound, JobStore, LeaseLost
@@ -35,9 +36,15 @@ def parse_summary(output: str) -> job_pb2.JobResult | None:
 
 
 class Worker:
+    """`jobs` may be any store with the JobStore methods the worker calls (claim, heartbeat,
+    transition...), such as platform/evaluation's EvaluationStore; `parse_result` reads the
+    result of a finished run from its output (default: the training summary line)."""
+
     def __init__(self, jobs: JobStore, executor, worker_id: str, *, lease_seconds: float = 30.0,
-                 capacity: int = 2, max_attempts: int = 3):
+                 capacity: int = 2, max_attempts: int = 3,
+                 parse_result: Callable[[str], Any] = parse_summary):
         self.jobs = jobs
+        self.parse_result = parse_result
         self.executor = executor
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
@@ -99,7 +106,7 @@ class Worker:
         if not status.finished:
             return
         if status.state == Job.SUCCEEDED:
-            result = parse_summary(output)
+            result = self.parse_result(output)
             if result is None:
                 self.jobs.transition(job_id, Job.FAILED, "the workflow ended without printing its result",
                                      worker=self.worker_id)
