@@ -5,7 +5,8 @@ Prints what a definition file compiles to, for a person to read:
   codegen.py): per-key state, one branch per stream, comments naming the feature and the
   aggregation each block computes;
 * batch: the DuckDB query the batch target runs over the events table (`--events`, a SQL
-  table expression; default `events`), labels included.
+  table expression; default `events`), labels included, pretty-printed (a clause or
+  expression per line; the query that runs is the same, on one line).
 Each part starts with a header line that is a comment in its language (`#`, `--`). The path is
 relative to where bazel was run. An error in the file prints with its file, line and column;
 exit status 1.
@@ -18,7 +19,7 @@ import sys
 from roundhouse.features.commands import cli
 from roundhouse.features.language import loader
 from roundhouse.features.language.errors import FeatureError
-from roundhouse.features.targets.batch import duckdb_target
+from roundhouse.features.targets.batch import duckdb_target, sql
 from roundhouse.features.targets.online.program import OnlineProgram
 
 ONLINE_HEADER = "# ==== online program (Python)"
@@ -31,8 +32,10 @@ def online_source(program) -> str:
 
 
 def batch_sql(program, events: str) -> str:
-    """The batch target's DuckDB query (labels included) over the table expression `events`."""
-    return str(duckdb_target.BatchCompiler(program).sql(events)).rstrip().rstrip(";")
+    """The batch target's DuckDB query (labels included) over the table expression `events`,
+    pretty-printed."""
+    query = duckdb_target.BatchCompiler(program).query(events)
+    return sql.render(query, "duckdb", pretty=True).rstrip().rstrip(";")
 
 
 def main(argv=None) -> int:

@@ -4,9 +4,11 @@ import pathlib
 
 import duckdb
 import pytest
+import sqlglot
 
 from roundhouse.features.commands import explain_main
 from roundhouse.features.language import loader
+from roundhouse.features.targets.batch import duckdb_target
 from roundhouse.features.transport import events
 
 FEATURES = pathlib.Path(__file__).parents[1]
@@ -55,6 +57,16 @@ def test_explain_one_target(capsys):
     batch = _explain(capsys, str(path), "--target", "batch", "--events", "ev_in")
     assert batch.startswith(f"{explain_main.BATCH_HEADER} over ev_in: {path} ====\n")
     assert "def run(" not in batch and "ev_in" in batch
+
+
+def test_explain_prints_the_batch_query_that_runs_pretty_printed(capsys):
+    path = FEATURES / "testdata" / "kitchen_sink.feat"
+    shown = _explain(capsys, str(path), "--target", "batch").split(" ====\n", 1)[1]
+    shown = shown.rstrip().rstrip(";")
+    runs = duckdb_target.BatchCompiler(loader.load(path)).sql("events")
+    assert "\n" not in runs and shown.count("\n") > 100  # a clause or expression per line
+    # The same query, written out two ways.
+    assert sqlglot.parse_one(shown, read="duckdb") == sqlglot.parse_one(runs, read="duckdb")
 
 
 def test_explain_reads_paths_relative_to_where_bazel_ran(capsys, monkeypatch):

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             from roundhouse.features.targets.batch import spark_target
             spark_target.materialize(program, events, str(cli.path(args.out)),
                                      master=args.spark_master, conf=conf)
-    except (EventsError, OSError) as exc:
+    except (EventsError, OSError, MemoryError) as exc:
         return cli.fail(f"materialize: {exc}")
     print(f"materialize: wrote {cli.path(args.out)} with {args.engine} in "
           f"{time.monotonic() - start:.2f}s", file=sys.stderr)

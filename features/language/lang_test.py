@@ -144,9 +144,28 @@ def test_a_feature_cannot_look_forward():
     ("feature f = amount + 1" + "0" * 400 + ".0\n", "is out of range"),
     ("feature f = count(charge) by card_id over 106751992d\n", "duration 106751992d is out"),
     ('feature f = lower("\\x")\n', "invalid escape in string"),
+    # Aggregations are looked up in language/aggregates.py, not keywords of the grammar.
+    ("feature f = cuont(charge) by card_id over 1h\n", "unknown aggregation 'cuont'\n"),
+    ("feature f = cuont(charge) by card_id over 1h\n", "did you mean 'count'?"),
+    ("feature f = tally(charge.amount) by card_id over 1h\n", "hint: aggregations: count, "),
+    ("feature f = count(charge)\n", "count(...) needs `by KEY over WINDOW`"),
+    ("feature f = lower(charge.ip)\n", "`charge.ip` reads a stream's events"),
+    ("feature f = count(charge, dispute) by card_id over 1h\n", "reads one stream"),
+    ("feature f = count(amount > 1 where ip is null) by card_id over 1h\n", "`where` filters"),
+    ("feature f = cont(amount)\n", "did you mean 'count'? (an aggregation"),
+    ("feature f = frist(charge.amount) by card_id over 1h\n", "did you mean 'first'?"),
+    ("feature f = first(charge) by card_id over 1h\n", "first() needs a field"),
 ])
 def test_errors(body, needle):
     assert needle in error_of(body)
+
+
+def test_aggregation_names_are_not_keywords():
+    p = loader.loads("lateness 1h\ndriver c\nstream c { k: string? count: int? last: int? }\n"
+                     "feature n = count(c where count > 0) by k over 1h\n"
+                     "feature m = last + count + n\n", "t.feat")
+    assert [d.column for d in p.features] == ["n", "m"]
+    assert p.features[0].expr.aggregate.name == "count"
 
 
 def test_imports_share_streams_and_features(tmp_path):

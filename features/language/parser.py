@@ -6,6 +6,7 @@ so a typo reads like a compiler error, not a Python traceback.
 from __future__ import annotations
 
 import ast as pyast
+import dataclasses
 import functools
 import math
 import pathlib
@@ -25,7 +26,7 @@ _TOKEN_WORDS = {
     "COLON": "':'", "COMMA": "','", "DOT": "'.'", "NAME": "a name", "DURATION":
     "a duration such as 30s, 15m, 1h or 7d", "TYPE": "a type (int, float, bool, string)",
     "STRING": "a quoted string", "KIND": "'feature' or 'label'", "VERSION": "a version such as v1",
-    "LIFETIME": "'lifetime'", "AGG_FN": "an aggregation", "INT": "a number", "FLOAT": "a number",
+    "LIFETIME": "'lifetime'", "INT": "a number", "FLOAT": "a number",
     "BY": "'by'", "OVER": "'over'", "NEXT": "'next'", "THEN": "'then'", "ELSE": "'else'",
 }
 
@@ -80,6 +81,22 @@ def _depth_problem(d: ast.Definition) -> Diagnostic | None:
                                    else ())
         todo += [(c, depth + 1) for c in reversed(inner)]
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """What an aggregation reads, as parsed: `stream`, `stream.field`, with `where`."""
+
+    stream: str
+    loc: Loc
+    field: str | None
+    field_loc: Loc | None
+    where: ast.Expr | None
+
+    @property
+    def text(self) -> str:
+        return self.stream + (f".{self.field}" if self.field else "") + \
+            (" where ..." if self.where is not None else "")
 
 
 class _ToAst(lark.Transformer_NonRecursive):
@@ -203,14 +220,43 @@ class _ToAst(lark.Transformer_NonRecursive):
         return ast.Name(str(items[0]), self._tok(items[0]))
 
     def call(self, items):
-        fn, *args = items
-        return ast.Call(str(fn), tuple(a for a in args if a is not None), self._tok(fn))
+        fn, *args, tail = items
+        args = [a for a in args if a is not None]
+        if tail is None:
+            for a in args:
+                if isinstance(a, _Source):
+                    raise FeatureError([Diagnostic(
+                        a.loc, f"`{a.text}` reads a stream's events, which only an "
+                               "aggregation does",
+                        f"aggregate them: `AGGREGATION({a.text}) by KEY over WINDOW`")])
+            return ast.Call(str(fn), tuple(args), self._tok(fn))
+        keys, window = tail
+        if len(args) != 1 or not isinstance(args[0], (_Source, ast.Name)):
+            loc = args[1].loc if len(args) > 1 else args[0].loc if args else self._tok(fn)
+            raise FeatureError([Diagnostic(
+                loc, f"an aggregation reads one stream: {fn}(STREAM) or {fn}(STREAM.FIELD)",
+                f"e.g. `{fn}(STREAM where FIELD > 0) by KEY over 1h`")])
+        src = args[0] if isinstance(args[0], _Source) else \
+            _Source(args[0].name, args[0].loc, None, None, None)
+        return ast.Agg(str(fn), src.stream, src.field, src.where, keys, window, self._tok(fn),
+                       stream_loc=src.loc, field_loc=src.field_loc)
 
-    def aggregation(self, items):
-        fn, stream, field, where, keys, window = items
-        return ast.Agg(str(fn), str(stream), str(field) if field is not None else None, where,
-                       keys, window, self._tok(fn), stream_loc=self._tok(stream),
-                       field_loc=self._tok(field) if field is not None else None)
+    def stream_field(self, items):
+        stream, field, where = items
+        return _Source(str(stream), self._tok(stream), str(field), self._tok(field), where)
+
+    def stream_where(self, items):
+        stream, where = items
+        if not isinstance(stream, ast.Name):
+            raise FeatureError([Diagnostic(
+                stream.loc, "`where` filters the events of a stream: write "
+                            "AGG(STREAM where CONDITION) by KEY over WINDOW",
+                "e.g. `count(charge where amount > 100) by card_id over 1h`")])
+        return _Source(stream.name, stream.loc, None, None, where)
+
+    def aggregated(self, items):
+        keys, window = items
+        return keys, window
 
     def keys(self, items):
         return tuple(items)

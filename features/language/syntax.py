@@ -157,7 +157,7 @@ class Key:
 
 @dataclasses.dataclass(frozen=True)
 class Agg(Expr):
-    fn: str  # count sum avg min max count_distinct last exists
+    fn: str  # the aggregation's name, as written (language/aggregates.py defines them)
     stream: str
     field: str | None  # None for count(stream) / exists(stream)
     where: Expr | None  # over the aggregated event's fields
@@ -167,6 +167,9 @@ class Agg(Expr):
     type: Type | None = None
     stream_loc: Loc | None = None  # where errors about the stream or field point
     field_loc: Loc | None = None
+    # Its definition, an aggregates.Aggregate (AGGREGATES[fn]), filled in by the type checker:
+    # the key of every target's rule for it.
+    aggregate: object = dataclasses.field(default=None, compare=False)
 
 
 # ---------------------------------------------------------------- definitions

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 
 from roundhouse.features.language import syntax as ast
+from roundhouse.features.language.aggregates import AGGREGATES, lookup
 from roundhouse.features.language.errors import Diagnostic, FeatureError, Loc
 from roundhouse.features.language.limits import MAX_FEATURE_CHAIN
 from roundhouse.features.language.syntax import Base, Type
@@ -23,8 +24,6 @@ RESERVED_FIELDS = ("seq", "event_time", "stream", "too_late")
 # Names people reach for when they want the time; the language deliberately has none.
 CLOCK_NAMES = {"now", "today", "current_time", "current_timestamp", "current_date", "clock",
                "time", "timestamp", "event_time", "wall_clock", "unix_timestamp", "sysdate"}
-
-AGG_FNS = {"count", "sum", "avg", "min", "max", "count_distinct", "last", "exists"}
 
 # name -> (argument bases or None for "any", result) ; checked in _call
 FUNCTIONS = ("coalesce", "lower", "upper", "length", "concat", "starts_with", "ends_with",
@@ -276,13 +275,18 @@ class Checker:
                       "aggregate over a window instead; clocks would make batch and online "
                       "disagree")
             return None
-        if fn in AGG_FNS:
+        if lookup(fn) is not None:
             self.fail(e.loc, f"{fn}(...) needs `by KEY over WINDOW`",
                       f"e.g. `{fn}(charge) by card_id over 1h`")
             return None
         if fn not in FUNCTIONS:
-            self.fail(e.loc, f"unknown function {fn!r}",
-                      _hint_names(fn, FUNCTIONS) or f"functions: {', '.join(FUNCTIONS)}")
+            close = difflib.get_close_matches(fn, list(FUNCTIONS) + list(AGGREGATES), n=1)
+            a = lookup(close[0]) if close else None
+            hint = f"functions: {', '.join(FUNCTIONS)}" if not close else \
+                f"did you mean {close[0]!r}?" + (
+                    f" (an aggregation: {a.name}(STREAM{'.FIELD' if a.reads_field else ''}) "
+                    "by KEY over WINDOW)" if a else "")
+            self.fail(e.loc, f"unknown function {fn!r}", hint)
             return None
         args = self._sub(list(e.args), s)
         if args is None:
@@ -340,8 +344,11 @@ class Checker:
             self.fail(e.loc, "an aggregation cannot appear inside a `where` filter",
                       "filter on the aggregated event's own fields")
             return None
-        if e.fn not in AGG_FNS:
-            self.fail(e.loc, f"unknown aggregation {e.fn!r}", _hint_names(e.fn, AGG_FNS))
+        a = lookup(e.fn)
+        if a is None:
+            self.fail(e.loc, f"unknown aggregation {e.fn!r}",
+                      _hint_names(e.fn, AGGREGATES) or
+                      f"aggregations: {', '.join(AGGREGATES)}")
             return None
         if e.window.forward and not s.in_label:
             self.fail(e.window.loc, "a feature cannot look forward in time (`over next ...`)",
@@ -355,13 +362,13 @@ class Checker:
         st = self.streams[e.stream]
         fields = {f.name: f for f in st.fields}
         ok = True
-        if e.fn in ("count", "exists"):
+        if not a.reads_field:
             if e.field is not None:
                 self.fail(e.loc, f"{e.fn}() counts events: write {e.fn}({e.stream})",
                           f"to skip events where {e.field} is null, add "
                           f"`where {e.field} is not null`")
                 return None
-            rtype = Type(BOOL if e.fn == "exists" else INT, True)
+            rtype = a.result_type(None)
         else:
             if e.field is None:
                 self.fail(e.loc, f"{e.fn}() needs a field: {e.fn}({e.stream}.FIELD)",
@@ -372,17 +379,10 @@ class Checker:
                 self.fail(e.field_loc or e.loc, f"stream {e.stream!r} has no field {e.field!r}",
                           _hint_names(e.field, fields) or f"fields: {', '.join(fields)}")
                 return None
-            fb = f.type.base
-            if e.fn in ("sum", "avg") and fb not in NUMERIC:
-                return self._wrong(ast.FieldRef(e.field, e.loc, f.type), f"{e.fn}() needs a number")
-            if e.fn in ("min", "max") and fb is BOOL:
+            if f.type.base not in a.takes:
                 return self._wrong(ast.FieldRef(e.field, e.loc, f.type),
-                                   f"{e.fn}() needs a number or a string")
-            if e.fn == "count_distinct" and fb is FLOAT:
-                return self._wrong(ast.FieldRef(e.field, e.loc, f.type),
-                                   "count_distinct() needs an int, bool or string")
-            rtype = {"sum": Type(fb, True), "avg": Type(FLOAT, True),
-                     "count_distinct": Type(INT, True)}.get(e.fn, Type(fb, True))
+                                   f"{e.fn}() needs {a.takes_text}")
+            rtype = a.result_type(f.type.base)
         driver_fields = {f.name: f for f in self.streams[self.driver].fields}
         for k in e.keys:
             sf, df = fields.get(k.stream_field), driver_fields.get(k.driver_field)
@@ -418,7 +418,7 @@ class Checker:
                 return self._wrong(where, "a `where` filter must be a bool")
         if not ok:
             return None
-        return dataclasses.replace(e, where=where, type=rtype)
+        return dataclasses.replace(e, where=where, type=rtype, aggregate=a)
 
     # FieldRef/FeatureRef only appear after checking
     def _fieldref(self, e, s):

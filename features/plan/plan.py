@@ -68,6 +68,11 @@ def make_plan(program: ast.Program, labels: bool = True) -> Plan:
     return Plan(program, list(groups.values()), slots)
 
 
+def field_base(program: ast.Program, agg: ast.Agg) -> ast.Base | None:
+    """The base type of the field an aggregation reads (None for an event count)."""
+    return None if agg.field is None else program.streams[agg.stream].field(agg.field).type.base
+
+
 def field_columns(program: ast.Program) -> list[tuple[str, ast.Base]]:
     """Every field column of the events file, in declaration order, one per distinct name."""
     out: dict[str, ast.Base] = {}

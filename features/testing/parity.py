@@ -6,6 +6,7 @@ import dataclasses
 import duckdb
 
 from roundhouse.features.language import syntax as ast
+from roundhouse.features.plan.plan import field_base, make_plan
 from roundhouse.features.targets.batch import duckdb_target
 from roundhouse.features.targets.online import replay, stores
 from roundhouse.features.targets.online.pyexpr import PyExpr, RUNTIME
@@ -35,14 +36,10 @@ def online_rows(program: ast.Program, table, index_from: int = INDEX_FROM) -> li
 
 
 def exact_columns(program: ast.Program) -> set[str]:
-    """Floats that must match exactly: averages of integer fields (money is integer)."""
-    out = set()
-    for d in program.features:
-        e = d.expr
-        if isinstance(e, ast.Agg) and e.fn == "avg" and \
-                program.streams[e.stream].field(e.field).type.base is ast.Base.INT:
-            out.add(d.column)
-    return out
+    """Floats that must match exactly: aggregations whose value is exact (language/
+    aggregates.py: e.g. averages of integer fields, money being integer; a min or a last)."""
+    return {d.column for d in program.features + program.labels
+            if isinstance(d.expr, ast.Agg) and d.expr.aggregate.exact(field_base(program, d.expr))}
 
 
 def coverage(program: ast.Program, table, rows: list[dict]) -> dict[str, int]:
@@ -75,6 +72,65 @@ def coverage(program: ast.Program, table, rows: list[dict]) -> dict[str, int]:
     return {"events": len(seqs), "drivers": len(rows), "ties": ties, "late_within": late_ok,
             "late_beyond": late_too, "null_driver_keys": null_keys, "on_window_edge": on_edge,
             "too_late_drivers": sum(1 for r in rows if r["too_late"])}
+
+
+# The corners of a window's members (see `member_coverage`).
+MEMBER_CORNERS = ("several", "null_value", "out_of_order", "left_window")
+
+
+def member_coverage(program: ast.Program, table) -> dict[str, dict[str, int]]:
+    """Per aggregation of a field over a finite window (features only), how many drivers (not
+    too late, key not null) have in that window: several counted values; a counted event whose
+    value is null (skipped); values whose seq order is not their event_time order (a late
+    member: an aggregation picking a value by seq, as `last` does, must go by seq); one fewer
+    member than the key's previous driver counted (one left the window by time). Keyed by the
+    aggregation's name, each corner the most any one of its aggregations (slots) reaches."""
+    rows = table.to_pylist()
+    ts = table.column("event_time").cast("int64").to_pylist()
+    peak, most = [], None  # peak[j]: the largest event_time of events 0..j
+    for t in ts:
+        most = t if most is None else max(most, t)
+        peak.append(most)
+    out: dict[str, dict[str, int]] = {}
+    for g in make_plan(program, labels=False).groups:
+        if g.kind != "window":
+            continue
+        for s in g.slots:
+            agg, w = s.agg, s.agg.window.micros
+            if agg.field is None:
+                continue
+            where = None if agg.where is None else compile(
+                PyExpr(lambda f: f"X[{f.name!r}]")(agg.where), "<where>", "eval")
+            seen: dict[tuple, list[int]] = {}  # key -> positions of its events so far
+            before: dict[tuple, set[int]] = {}  # key -> the members of its previous driver
+            counts = dict.fromkeys(MEMBER_CORNERS, 0)
+            for j, r in enumerate(rows):
+                if r["stream"] == program.driver and not (
+                        j and ts[j] < peak[j - 1] - program.lateness_micros):
+                    key = tuple(r[k] for k in g.driver_keys)
+                    if None not in key:
+                        members = []
+                        for x in reversed(seen.get(key, ())):
+                            if peak[x] < ts[j] - w:  # neither it nor any before it counts
+                                break
+                            if ts[x] >= ts[j] - w and (where is None or eval(  # noqa: S307
+                                    where, dict(RUNTIME), {"X": rows[x]}) is True):
+                                members.append(x)
+                        values = [x for x in members if rows[x][agg.field] is not None]
+                        counts["several"] += len(values) >= 2
+                        counts["null_value"] += len(values) < len(members)
+                        by_time = sorted(values, key=lambda x: (ts[x], rows[x]["seq"]))
+                        counts["out_of_order"] += by_time != sorted(values)
+                        counts["left_window"] += bool(before.get(key, set()) - set(members))
+                        before[key] = set(members)
+                if r["stream"] == g.stream:
+                    key = tuple(r[k] for k in g.stream_keys)
+                    if None not in key:
+                        seen.setdefault(key, []).append(j)
+            mine = out.setdefault(agg.fn, dict.fromkeys(MEMBER_CORNERS, 0))
+            for k, v in counts.items():
+                mine[k] = max(mine[k], v)
+    return out
 
 
 def unmatched(program: ast.Program, table) -> list[str]:

@@ -7,33 +7,34 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from roundhouse.features.language import aggregates as lang
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.syntax import Base
 from roundhouse.features.plan.plan import make_plan
 from roundhouse.features.targets.online.pyexpr import PyExpr, RUNTIME
 
+# The reference's rule for each aggregation: (members, field base) -> value, over the
+# (seq, value) of the counted events, nulls already skipped (see `aggregate`).
+RULES = {
+    lang.COUNT: lambda vals, base: len(vals),
+    lang.EXISTS: lambda vals, base: len(vals) > 0,
+    lang.SUM: lambda vals, base: sum(v for _, v in vals) if base is Base.INT else
+    float(sum(v for _, v in vals)),
+    lang.AVG: lambda vals, base: float(sum(v for _, v in vals)) / len(vals) if vals else None,
+    lang.MIN: lambda vals, base: min((v for _, v in vals), default=None),
+    lang.MAX: lambda vals, base: max((v for _, v in vals), default=None),
+    lang.COUNT_DISTINCT: lambda vals, base: len({v for _, v in vals}),
+    lang.LAST: lambda vals, base: max(vals)[1] if vals else None,
+    lang.FIRST: lambda vals, base: min(vals)[1] if vals else None,
+}
 
-def aggregate(fn: str, members: list[tuple[int, object]], field_base):
+lang.require_rules(RULES, "the reference (testing/reference.py)")
+
+
+def aggregate(a: lang.Aggregate, members: list[tuple[int, object]], field_base):
     """members: (seq, value) of counted events, value None meaning 'null field' (skipped)."""
-    vals = [(q, v) for q, v in members if v is not None]
-    if fn == "count":
-        return len(vals)
-    if fn == "exists":
-        return len(vals) > 0
-    if fn == "count_distinct":
-        return len({v for _, v in vals})
-    if fn == "sum":
-        return sum(v for _, v in vals) if field_base is Base.INT else \
-            float(sum(v for _, v in vals))
-    if fn == "avg":
-        return float(sum(v for _, v in vals)) / len(vals) if vals else None
-    if fn == "min":
-        return min((v for _, v in vals), default=None)
-    if fn == "max":
-        return max((v for _, v in vals), default=None)
-    if fn == "last":
-        return max(vals)[1] if vals else None
-    raise ValueError(fn)
+    vals = [(q, v) for q, v in members if v is not None] if a.skips_nulls else members
+    return RULES[a](vals, field_base)
 
 
 def evaluate(program: ast.Program, table: pa.Table, labels: bool = True) -> list[dict]:
@@ -73,7 +74,7 @@ def evaluate(program: ast.Program, table: pa.Table, labels: bool = True) -> list
                         members.append((x["seq"], 1 if agg.field is None else x[agg.field]))
                     base = None if agg.field is None else \
                         program.streams[agg.stream].field(agg.field).type.base
-                    aggs[s.name] = aggregate(agg.fn, members, base)
+                    aggs[s.name] = aggregate(agg.aggregate, members, base)
             values = {}
 
             def ref(node):

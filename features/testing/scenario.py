@@ -18,6 +18,7 @@ stream charge { card: string? amount: int? }
 feature c1h = count(charge) by card over 1h
 feature s1h = sum(charge.amount) by card over 1h
 feature last1h = last(charge.amount) by card over 1h
+feature first1h = first(charge.amount) by card over 1h
 feature avg1h = avg(charge.amount) by card over 1h
 feature distinct_amounts = count_distinct(charge.amount) by card over lifetime
 feature ratio = amount / avg1h
@@ -30,23 +31,25 @@ EVENTS = [
     (3, 60 * MIN, "A", 30),       # exactly one hour later: #1 and #2 sit on the closed edge
     (4, 50 * MIN, "A", None),     # 10 minutes late: exactly the allowed lateness, not too late
     (5, 50 * MIN - 1, "A", 7),    # one microsecond beyond the lateness: too late
-    (6, 61 * MIN, "A", 5),        # #1, #2 left the window; the late #4 and #5 count
+    (6, 61 * MIN, "A", 5),        # #1, #2 left the window; the late #4 and #5 count: by
+                                  # seq, first is #3's (#4 is null), by time it would be #5's
     (7, 61 * MIN, None, 3),       # null key
     (8, 70 * MIN, "B", 1),        # a key seen once: empty window
 ]
 
 EXPECTED = [
-    # seq, too_late, c1h, s1h, last1h, avg1h, distinct, ratio
-    (1, False, 0, 0, None, None, 0, None),
-    (2, False, 1, 10, 10, 10.0, 1, 2.0),
-    (3, False, 2, 30, 20, 15.0, 2, 2.0),
-    (4, False, 3, 60, 30, 20.0, 3, None),
-    (5, True, None, None, None, None, None, None),
-    (6, False, 3, 37, 7, 18.5, 4, 5 / 18.5),
-    (7, False, None, None, None, None, None, None),
-    (8, False, 0, 0, None, None, 0, None),
+    # seq, too_late, c1h, s1h, last1h, first1h, avg1h, distinct, ratio
+    (1, False, 0, 0, None, None, None, 0, None),
+    (2, False, 1, 10, 10, 10, 10.0, 1, 2.0),
+    (3, False, 2, 30, 20, 10, 15.0, 2, 2.0),
+    (4, False, 3, 60, 30, 10, 20.0, 3, None),
+    (5, True, None, None, None, None, None, None, None),
+    (6, False, 3, 37, 7, 30, 18.5, 4, 5 / 18.5),
+    (7, False, None, None, None, None, None, None, None),
+    (8, False, 0, 0, None, None, None, 0, None),
 ]
-COLUMNS = ["seq", "too_late", "c1h", "s1h", "last1h", "avg1h", "distinct_amounts", "ratio"]
+COLUMNS = ["seq", "too_late", "c1h", "s1h", "last1h", "first1h", "avg1h", "distinct_amounts",
+           "ratio"]
 
 
 def program():

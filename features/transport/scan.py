@@ -2,8 +2,9 @@
 that no process holds the whole log: the files, their schemas checked from the Parquet footers
 (no rows read), and the row checks `events.read` makes, as one aggregate query the engine runs.
 
-The errors are those of `events.read` (missing column, a type that does not convert, null
-seq/event_time/stream, repeated seqs, a null in a field declared non-null), naming the file.
+The errors are those of `events.read` (missing column, a type that does not convert, files of
+a directory that overlap (from their seq statistics), null seq/event_time/stream, repeated seqs,
+a null in a field declared non-null), naming the file.
 One difference: `events.read` converts any type pyarrow can cast (a string column of digits to
 int); the engines convert only without loss of meaning: integer to integer or float, float to
 float, string to string, timestamp to timestamp, an all-null column to anything.
@@ -85,11 +86,42 @@ def check_schema(schema: pa.Schema, program: ast.Program, where: str) -> None:
 
 
 def check_files(path: str, program: ast.Program) -> list[str]:
-    """The local files of `path`, each schema checked; returns their absolute paths."""
+    """The local files of `path`, each schema checked, and (from the seq statistics of their
+    footers, where every file has them) not overlapping, as `events.read` requires of a
+    directory; returns their absolute paths."""
     files = local_files(path)
     for file, shown in files:
         check_schema(file_schema(file, shown), program, shown)
+    if len(files) > 1:
+        ranges = [_seq_range(file) for file, _ in files]
+        if all(r is not None for r in ranges):
+            parts = sorted((r[0], r[1], shown) for r, (_, shown) in zip(ranges, files)
+                           if r != (None, None))
+            for (_, last, a), (first, _, b) in zip(parts, parts[1:]):
+                if first <= last:
+                    raise EventsError(f"{b} overlaps {a}: its seqs start at {first}, at or "
+                                      f"before {a}'s last seq {last}; each event must be in one "
+                                      "file only")
     return [file for file, _ in files]
+
+
+def _seq_range(file: str) -> tuple | None:
+    """(min, max) of seq from the row-group statistics ((None, None): no rows), or None when
+    a row group has none."""
+    meta = pq.read_metadata(file)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    i = names.index("seq")
+    lo = hi = None
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if rg.num_rows == 0:
+            continue
+        st = rg.column(i).statistics
+        if st is None or not st.has_min_max:
+            return None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return lo, hi
 
 
 def checks_sql(program: ast.Program, table: str, quote: Callable[[str], str]) -> str:

@@ -15,9 +15,10 @@ when event_time is not monotone in seq (late events):
 * The other (late) events are joined to the drivers of their key with the exact condition,
   only for drivers that are not too late, and bucketed by time (a counted late event lies in
   [t(e) - w, t(e) + L]) so a hot key does not pair every driver with every late event. Their
-  contribution is combined: counts and sums add, min/max take least/greatest, last compares
-  seqs, and count_distinct adds the late values that no regular member already has (checked
-  with an ASOF join for the latest regular event of that key and value).
+  contribution is combined as each aggregation's rule says (aggregates.py, `Merge`): counts
+  and sums add, min/max take least/greatest, last compares seqs, and count_distinct adds the
+  late values that no regular member already has (checked with an ASOF join for the latest
+  regular event of that key and value).
 * When the whole log is in order (`is_in_order`, checked by materialize) there are no late
   events and no too-late drivers, and the query leaves those parts out.
 * Lifetime aggregations are plain cumulative frames in seq order; labels (forward windows) are
@@ -33,12 +34,12 @@ from typing import Callable
 from sqlglot import exp
 
 from roundhouse.features.language import syntax as ast
-from roundhouse.features.language.syntax import Base
-from roundhouse.features.plan.plan import field_columns, Group, make_plan, Plan, Slot
+from roundhouse.features.plan.plan import field_base, field_columns, Group, make_plan, Plan, Slot
+from roundhouse.features.targets.batch import aggregates
 from roundhouse.features.targets.batch.sql import (
-    alias, and_, BIGINT, case, cast, coalesce, col, cte, DOUBLE, filtered, final_select, frame,
-    greatest, HUGEINT, is_null, join, least, named_window, not_, not_null, num, op, or_, over,
-    quote, render, select, source, SqlExpr, table, union_all)
+    alias, and_, BIGINT, case, cast, coalesce, col, cte, final_select, frame, greatest, HUGEINT,
+    is_null, join, named_window, not_, not_null, num, op, or_, over, quote, render, select,
+    source, SqlExpr, table, union_all)
 
 SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
 
@@ -49,10 +50,14 @@ def _m(slot: Slot) -> str:
     return f"m{slot.index}"
 
 
+def _rule(slot: Slot) -> aggregates.BatchRule:
+    return aggregates.rule(slot.agg, "duckdb")
+
+
 def _member_value(slot: Slot, where_sql) -> exp.Expr:
     """The value an aggregated event contributes; NULL means it does not count."""
     agg = slot.agg
-    value = num(1) if agg.fn in ("count", "exists") else col(agg.field)
+    value = aggregates.member_value(agg, col)
     if agg.where is None:
         return value
     return case(where_sql(agg.where), value)
@@ -105,7 +110,7 @@ class BatchCompiler:
                 if not self.in_order:
                     joins.append(join(table(f"{name}_la"), using=["seq"], side="LEFT"))
                 for s in g.slots:
-                    if s.agg.fn == "count_distinct" and not self.in_order:
+                    if _rule(s).late_distinct and not self.in_order:
                         joins.append(join(table(f"{name}_lx{s.name}"), using=["seq"],
                                           side="LEFT"))
                     agg_sql[s.name] = self._combine_window(s)
@@ -215,26 +220,17 @@ class BatchCompiler:
             table(f"{name}_ld", "d"), joins=[join(table(f"{name}_late", "l"), on=on)])))
         lcols = []
         for s in g.slots:
-            m, i, fn, w = _m(s), s.name, s.agg.fn, s.agg.window.micros
-
-            def late(agg: exp.Expr, nonnull: bool = False) -> exp.Expr:
-                inw = op(exp.GTE, col("lt"), op(exp.Sub, col("dt"), w))
-                return filtered(agg, and_(inw, not_null(col(m))) if nonnull else inw)
-
-            if fn in ("count", "exists", "count_distinct"):
-                lcols.append(alias(late(exp.Count(this=col(m))), f"lc{i}"))
-            if fn in ("sum", "avg"):
-                lcols.append(alias(late(exp.Sum(this=col(m))), f"ls{i}"))
-                lcols.append(alias(late(exp.Count(this=col(m))), f"lc{i}"))
-            if fn in ("min", "max"):
-                lcols.append(alias(late(_MIN_MAX[fn](this=col(m))), f"lv{i}"))
-            if fn == "last":
-                lcols.append(alias(late(exp.ArgMax(this=col(m), expression=col("lseq")), True),
-                                   f"lv{i}"))
-                lcols.append(alias(late(exp.Max(this=col("lseq")), True), f"lq{i}"))
+            m, i, w = _m(s), s.name, s.agg.window.micros
+            # Each part over the late members in the driver's window (the late share of a
+            # DISTINCT part is the join below).
+            for part in _rule(s).with_seqs():
+                if part.merge is not aggregates.Merge.DISTINCT:
+                    inw = op(exp.GTE, col("lt"), op(exp.Sub, col("dt"), w))
+                    lcols.append(alias(part.sql(lambda m=m: col(m), lambda: col("lseq"), inw),
+                                       f"l{part.name}{i}"))
         ctes.append(cte(f"{name}_la", select([_SEQ(), *lcols], f"{name}_lp", group=[_SEQ()])))
         for s in g.slots:
-            if s.agg.fn != "count_distinct":
+            if not _rule(s).late_distinct:
                 continue
             m, i, w = _m(s), s.name, s.agg.window.micros
             ctes.append(cte(f"{name}_rv{i}", select(
@@ -266,22 +262,8 @@ class BatchCompiler:
         cols = []
         for s in g.slots:
             m, w, i = "r" + _m(s), f"w{s.agg.window.micros}", s.name
-            fn = s.agg.fn
-            if fn in ("count", "exists"):
-                cols.append(alias(over(exp.Count(this=col(m)), w), f"rc{i}"))
-            elif fn in ("sum", "avg"):
-                cols.append(alias(over(exp.Sum(this=col(m)), w), f"rs{i}"))
-                cols.append(alias(over(exp.Count(this=col(m)), w), f"rc{i}"))
-            elif fn in ("min", "max"):
-                cols.append(alias(over(_MIN_MAX[fn](this=col(m)), w), f"rv{i}"))
-            elif fn == "count_distinct":
-                cols.append(alias(over(exp.Count(this=exp.Distinct(expressions=[col(m)])), w),
-                                  f"rc{i}"))
-            elif fn == "last":
-                cols.append(alias(over(filtered(exp.ArgMax(this=col(m), expression=_SEQ()),
-                                                not_null(col(m))), w), f"rv{i}"))
-                cols.append(alias(over(filtered(exp.Max(this=_SEQ()), not_null(col(m))), w),
-                                  f"rq{i}"))
+            cols += [alias(over(part.sql(lambda m=m: col(m), _SEQ), w), f"r{part.name}{i}")
+                     for part in _rule(s).with_seqs()]
         return cte(f"{name}_w", select([_SEQ(), *cols], f"{name}_c", windows=wdefs,
                                        qualify=col("is_d")))
 
@@ -290,67 +272,22 @@ class BatchCompiler:
         return exp.Null() if self.in_order else col(name)
 
     def _combine_window(self, s: Slot) -> exp.Expr:
-        i, fn = s.name, s.agg.fn
-        late = self._late
-
-        def total(r: str, l: str) -> exp.Expr:
-            return op(exp.Add, coalesce(col(f"{r}{i}"), 0), coalesce(late(f"{l}{i}"), 0))
-
-        if fn == "count":
-            return total("rc", "lc")
-        if fn == "exists":
-            return op(exp.GT, total("rc", "lc"), 0)
-        if fn == "count_distinct":
-            return total("rc", "lx")
-        if fn == "sum":
-            return cast(total("rs", "ls"), BIGINT if self._field_base(s) is Base.INT else DOUBLE)
-        if fn == "avg":
-            return case(op(exp.EQ, total("rc", "lc"), 0), exp.Null(),
-                        op(exp.Div, cast(total("rs", "ls"), DOUBLE), total("rc", "lc")))
-        if fn == "min":
-            return least(col(f"rv{i}"), late(f"lv{i}"))
-        if fn == "max":
-            return greatest(col(f"rv{i}"), late(f"lv{i}"))
-        # last: the member with the greatest seq, regular or late
-        return case(and_(not_null(late(f"lq{i}")), or_(is_null(col(f"rq{i}")),
-                                                       op(exp.GT, late(f"lq{i}"), col(f"rq{i}")))),
-                    late(f"lv{i}"), col(f"rv{i}"))
-
-    def _field_base(self, s: Slot) -> Base | None:
-        if s.agg.field is None:
-            return None
-        return self.program.streams[s.agg.stream].field(s.agg.field).type.base
+        """A window slot's value from its parts over the regular members (r<part><slot>) and
+        the late ones (l<part><slot>, lx<slot>), merged (aggregates.Merge)."""
+        i, rule = s.name, _rule(s)
+        return rule.value(lambda name: rule.merged(
+            name, lambda n: col(f"r{n}{i}"), lambda n: self._late(f"l{n}{i}"),
+            lambda: self._late(f"lx{i}")), field_base(self.program, s.agg))
 
     def _simple_aggs(self, s: Slot, m: Callable[[], exp.Expr], seq: Callable[[], exp.Expr],
                      window: Callable[[exp.Expr], exp.Expr]) -> list[exp.Expr]:
         """The aggregates of one slot over member values m() (a new node per call), each
         through `window` (a frame, or none for a GROUP BY)."""
-        i, fn = s.name, s.agg.fn
-        if fn in ("count", "exists"):
-            return [alias(window(exp.Count(this=m())), f"c{i}")]
-        if fn == "count_distinct":
-            return [alias(window(exp.Count(this=exp.Distinct(expressions=[m()]))), f"c{i}")]
-        if fn in ("sum", "avg"):
-            return [alias(window(exp.Sum(this=m())), f"s{i}"),
-                    alias(window(exp.Count(this=m())), f"c{i}")]
-        if fn in ("min", "max"):
-            return [alias(window(_MIN_MAX[fn](this=m())), f"v{i}")]
-        return [alias(window(filtered(exp.ArgMax(this=m(), expression=seq()), not_null(m()))),
-                      f"v{i}")]
+        return [alias(window(part.sql(m, seq)), f"{part.name}{s.name}")
+                for part in _rule(s).parts]
 
     def _combine_simple(self, s: Slot) -> exp.Expr:
-        i, fn = s.name, s.agg.fn
-        if fn in ("count", "count_distinct"):
-            return coalesce(col(f"c{i}"), 0)
-        if fn == "exists":
-            return op(exp.GT, coalesce(col(f"c{i}"), 0), 0)
-        if fn == "sum":
-            t = BIGINT if self._field_base(s) is Base.INT else DOUBLE
-            return cast(coalesce(col(f"s{i}"), 0), t)
-        if fn == "avg":
-            return case(op(exp.EQ, coalesce(col(f"c{i}"), 0), 0), exp.Null(),
-                        op(exp.Div, cast(col(f"s{i}"), DOUBLE), col(f"c{i}")))
-        return col(f"v{i}")
+        return _rule(s).total(lambda n: col(f"{n}{s.name}"), field_base(self.program, s.agg))
 
     def _lifetime_group(self, name: str, g: Group) -> list[exp.CTE]:
         ks = [f"k{i}" for i in range(len(g.stream_keys))]
@@ -374,7 +311,7 @@ class BatchCompiler:
             agg = s.agg
 
             def member(agg=agg) -> exp.Expr:
-                value = num(1) if agg.fn in ("count", "exists") else col(agg.field, "x")
+                value = aggregates.member_value(agg, lambda f: col(f, "x"))
                 inw = op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), agg.window.micros))
                 return case(inw if agg.where is None else and_(inw, where_x(agg.where)), value)
 
@@ -387,9 +324,6 @@ class BatchCompiler:
         return [cte(f"{name}_f", select(
             [alias(col("seq", "d"), "seq"), *cols], table("drv", "d"),
             joins=[join(table("ev", "x"), on=on)], group=[col("seq", "d")]))]
-
-
-_MIN_MAX = {"min": exp.Min, "max": exp.Max}
 
 
 def is_in_order(con, events: str | exp.Expr) -> bool:
@@ -459,6 +393,10 @@ def materialize(program: ast.Program, events_path: str, out_path: str, threads: 
                                          "DuckDB target")
         query = BatchCompiler(program, in_order=is_in_order(con, "events_in")).sql("events_in")
         con.execute(f"COPY ({query}) TO '{_sql_path(out)}' (FORMAT parquet)")
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryError(f"DuckDB ran out of memory within memory_limit "
+                          f"{memory_limit or 'default'}: {str(exc).splitlines()[0]}; raise "
+                          "--memory-limit") from None
     finally:
         if registered:
             con.unregister("events_in")

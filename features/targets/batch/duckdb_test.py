@@ -209,3 +209,52 @@ def test_string_literals_read_back_exactly():
     query = exp.Select(expressions=[sql.alias(exp.Literal.string(s), f"c{i}")
                                     for i, s in enumerate(strings)])
     assert list(duckdb.connect().sql(sql.render(query, "duckdb")).fetchall()[0]) == strings
+
+
+def _bad_events(p, change):
+    table = gen.generate(p, 50, 4)
+    return change(table)
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: t.set_column(0, "seq", pa.array([1] * t.num_rows, pa.int64())),   # repeated seqs
+    lambda t: t.set_column(2, "stream", pa.array([None] * t.num_rows, pa.string())),
+    lambda t: t.set_column(t.schema.get_field_index("charge_id"), "charge_id",
+                           pa.nulls(t.num_rows, pa.string())),               # declared non-null
+    lambda t: t.set_column(1, "event_time", pa.array([True] * t.num_rows)),  # no conversion
+], ids=["repeated-seq", "null-stream", "null-non-null-field", "bool-event-time"])
+def test_materialize_reports_what_events_read_reports(tmp_path, capsys, change):
+    """DuckDB reads the file itself (footer checks, then one aggregate): same errors."""
+    p = loader.load(FEATURES / "defs" / "fraud.feat")
+    src = tmp_path / "events.parquet"
+    pq.write_table(_bad_events(p, change), src)
+    with pytest.raises(events.EventsError) as want:
+        events.read(str(src), p)
+    code = materialize_main.main(["--defs", str(FEATURES / "defs" / "fraud.feat"), "--events",
+                                  str(src), "--out", str(tmp_path / "o.parquet")])
+    assert code == 1
+    assert capsys.readouterr().err == f"materialize: {want.value}\n"
+
+
+def test_materialize_within_a_small_memory_limit_cleans_up(tmp_path, capsys):
+    p = loader.load(FEATURES / "defs" / "fraud.feat")
+    src = tmp_path / "events.parquet"
+    pq.write_table(gen.generate(p, 3000, 8), src)
+    outs = {}
+    for limit in ("none", "64MB"):
+        out = tmp_path / limit / "train.parquet"
+        assert materialize_main.main(["--defs", str(FEATURES / "defs" / "fraud.feat"),
+                                      "--events", str(src), "--out", str(out),
+                                      "--memory-limit", limit, "--threads", "1"]) == 0
+        assert sorted(x.name for x in out.parent.iterdir()) == ["train.parquet"]  # no spill left
+        outs[limit] = pq.read_table(out)
+    assert outs["64MB"].equals(outs["none"])
+    # Too little is a clear error, not a traceback.
+    assert materialize_main.main(["--defs", str(FEATURES / "defs" / "fraud.feat"), "--events",
+                                  str(src), "--out", str(tmp_path / "t" / "o.parquet"),
+                                  "--memory-limit", "1MB"]) == 1
+    assert "raise --memory-limit" in capsys.readouterr().err
+    assert sorted(x.name for x in (tmp_path / "t").iterdir()) == []
+    with pytest.raises(SystemExit):
+        materialize_main.main(["--defs", "x", "--events", "y", "--out", "z",
+                               "--memory-limit", "lots"])

@@ -6,6 +6,11 @@ the DuckDB formulation are not available; each group is instead a join of driver
 the aggregated events of the same key with the exact membership condition (seq(x) < seq(e)
 and event_time(x) >= event_time(e) - w), aggregated per driver. Spark distributes the join by
 key; a hot key with a long window costs drivers x events of that key.
+
+materialize reads the events with Spark's reader (schemas checked first from the Parquet
+footers, transport/scan.py) and writes the table with Spark's writer as a Parquet dataset in
+seq order, so no row passes through this process; `session` runs it in local mode or on a
+cluster (`--spark-master`), whose executors need the paths on a filesystem they share.
 """
 from __future__ import annotations
 
@@ -17,12 +22,11 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from roundhouse.features.language import syntax as ast
-from roundhouse.features.language.syntax import Base
-from roundhouse.features.plan.plan import field_columns, make_plan, Slot
-from roundhouse.features.targets.batch import sql
+from roundhouse.features.plan.plan import field_base, field_columns, make_plan, Slot
+from roundhouse.features.targets.batch import aggregates, sql
 from roundhouse.features.targets.batch.sql import (
-    alias, and_, BIGINT, case, cast, coalesce, col, cte, DOUBLE, final_select, frame, is_null,
-    join, not_null, num, op, or_, over, select, SqlExpr, table)
+    alias, and_, case, coalesce, col, cte, final_select, frame, is_null, join, num, op, or_, over,
+    select, SqlExpr, table)
 from roundhouse.features.transport import events as events_mod
 from roundhouse.features.transport import scan
 
@@ -145,26 +149,12 @@ class SparkCompiler:
                         conds.append(where_x(a.where))
                     return and_(*conds) if conds else exp.true()
 
-                def v(a=a) -> exp.Expr:
-                    return num(1) if a.fn in ("count", "exists") else col(a.field, "x")
-
-                def m(cond=cond, v=v) -> exp.Expr:
-                    return case(cond(), v())
+                def m(a=a, cond=cond) -> exp.Expr:
+                    return case(cond(), aggregates.member_value(a, lambda f: col(f, "x")))
 
                 n = s.name
-                if a.fn in ("count", "exists"):
-                    aggs.append(alias(exp.Count(this=m()), f"{n}_c"))
-                elif a.fn == "count_distinct":
-                    aggs.append(alias(exp.Count(this=exp.Distinct(expressions=[m()])), f"{n}_c"))
-                elif a.fn in ("sum", "avg"):
-                    aggs += [alias(exp.Sum(this=m()), f"{n}_s"),
-                             alias(exp.Count(this=m()), f"{n}_c")]
-                elif a.fn in ("min", "max"):
-                    aggs.append(alias((exp.Min if a.fn == "min" else exp.Max)(this=m()),
-                                      f"{n}_v"))
-                else:  # last: max_by
-                    aggs.append(alias(exp.ArgMax(this=m(), expression=case(
-                        and_(cond(), not_null(v())), col("seq", "x"))), f"{n}_v"))
+                aggs += [alias(part.sql(m, lambda: col("seq", "x")), f"{n}_{part.name}")
+                         for part in _rule(s).parts]
                 agg_sql[n] = self._combine(s)
             ctes.append(cte(name, select(
                 [alias(col("seq", "d"), "seq"), *aggs], table("drv", "d"),
@@ -185,18 +175,13 @@ class SparkCompiler:
         return final_select(p, self.plan, ctes, self.labels)
 
     def _combine(self, s: Slot) -> exp.Expr:
-        n, fn = s.name, s.agg.fn
-        if fn in ("count", "count_distinct"):
-            return coalesce(col(f"{n}_c"), 0)
-        if fn == "exists":
-            return op(exp.GT, coalesce(col(f"{n}_c"), 0), 0)
-        if fn == "sum":
-            base = self.program.streams[s.agg.stream].field(s.agg.field).type.base
-            return cast(coalesce(col(f"{n}_s"), 0), BIGINT if base is Base.INT else DOUBLE)
-        if fn == "avg":
-            return case(op(exp.EQ, coalesce(col(f"{n}_c"), 0), 0), exp.Null(),
-                        op(exp.Div, cast(col(f"{n}_s"), DOUBLE), col(f"{n}_c")))
-        return col(f"{n}_v")
+        """The slot's value from its parts' columns (<slot>_<part>)."""
+        return _rule(s).total(lambda part: col(f"{s.name}_{part}"),
+                              field_base(self.program, s.agg))
+
+
+def _rule(s: Slot) -> aggregates.BatchRule:
+    return aggregates.rule(s.agg, "spark")
 
 
 def _stream_is(name: str, table_alias: str | None = None) -> exp.Expr:

@@ -81,10 +81,13 @@ def string(value: str, dialect: str = "duckdb") -> str:
     return render(exp.Literal.string(value), dialect)
 
 
-def render(tree: exp.Expr, dialect: str) -> str:
-    """The tree as SQL text of `dialect`; a node the dialect cannot write is an error."""
+def render(tree: exp.Expr, dialect: str, pretty: bool = False) -> str:
+    """The tree as SQL text of `dialect`; a node the dialect cannot write is an error. What
+    the targets run is one line; `pretty` (for a person: `explain`) writes the same query with
+    a clause or expression per line, indented as it nests (sqlglot's pretty printer)."""
     with _deep():
-        return DIALECTS[dialect]().generate(tree, copy=False, unsupported_level=ErrorLevel.RAISE)
+        return DIALECTS[dialect]().generate(tree, copy=False, unsupported_level=ErrorLevel.RAISE,
+                                            pretty=pretty)
 
 
 @contextlib.contextmanager

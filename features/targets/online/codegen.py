@@ -1,5 +1,7 @@
 """The online target's code generator: a plan and its state layout (layout.py) -> the Python
 source of one program (written with emitter.py; every line is decided before it is written).
+What each aggregation stores and how its value is read is its rule's (aggregates.py); this
+writes the program around those snippets.
 
 The source defines, for a batch of events as columns (one list per input column):
 * `run(C, states, meta, out)`: loops over the batch with straight-line code per stream (no
@@ -27,6 +29,9 @@ from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.printer import show
 from roundhouse.features.language.syntax import Base
 from roundhouse.features.plan.plan import Group, Plan, Slot
+from roundhouse.features.targets.online import aggregates as rules
+from roundhouse.features.targets.online.aggregates import (NEWEST_TIMES, PREFIX_COUNT,
+                                                           PREFIX_SUM, SUFFIX_MAX, SUFFIX_MIN)
 from roundhouse.features.targets.online.emitter import Emitter
 from roundhouse.features.targets.online.layout import (field_base, LifetimeLayout, member, Member,
                                                        PREFIX_KINDS, STATE_LAYOUT, WindowLayout)
@@ -62,33 +67,91 @@ def _field_refs(e: ast.Expr | None) -> set[str]:
     return set() if e is None else {n.name for n in ast.walk(e) if isinstance(n, ast.FieldRef)}
 
 
-def _index_value(fn: str, c: int, i: str, w: int, index: dict) -> str | None:
-    """Source of an aggregation of member c over window w (from the i-th stored event on)
-    read from the key's index X; None where X does not hold its kind."""
-    def part(kind: str) -> str:  # the window's share of a prefix list
-        return f"X[{index[kind, c]}][n] - X[{index[kind, c]}][{i}]"
+@dataclasses.dataclass
+class _Index:
+    """rules.IndexValues: member c's entries of the key's index X over window w (from the
+    i-th stored event on)."""
 
-    if fn in ("count", "exists") and ("count", c) in index:
-        return part("count") + (" > 0" if fn == "exists" else "")
-    if fn == "sum" and ("sum", c) in index:
-        return part("sum")
-    if fn == "avg" and ("sum", c) in index:
-        return f"({part('sum')}) / xc if (xc := {part('count')}) else None"
-    if fn == "count_distinct" and ("distinct", c) in index:
-        o = index["distinct", c] + 1
-        return f"len(X[{o}]) - bisect_left(X[{o}], lo{w})"
-    if fn in ("min", "max") and (fn, c) in index:
-        o = index[fn, c]
-        return f"X[{o + 1}][xk] if (xk := bisect_left(X[{o}], lo{w})) < len(X[{o}]) else None"
-    return None
+    index: dict
+    c: int
+    i: str
+    lo: str
+
+    def prefix(self, kind: str) -> str:  # the window's share of a prefix list
+        return f"X[{self.index[kind, self.c]}][n] - X[{self.index[kind, self.c]}][{self.i}]"
+
+    def at(self, kind: str) -> int:
+        return self.index[kind, self.c]
+
+
+class _Slices:
+    """rules.WindowValues: a member's stored values over one window, from slices of the
+    state. Values several aggregations read (the slice, the non-null values, their sum) are
+    made once per window (`made`)."""
+
+    def __init__(self, e: Emitter, lay: WindowLayout, st: str, c: int | None, w: int,
+                 made: set[str], own: str, about: str):
+        self.e, self.lay, self.st, self.c, self.w = e, lay, st, c, w
+        self.made, self.own, self.about = made, own, about
+        self.i = f"i{w}"
+        self.unfiltered = c is None
+
+    def _slice(self, c: int) -> str:
+        """Source of the list of value c's values from the i-th stored event on."""
+        k, first = self.lay.stride, self.lay.base - 1 + c
+        return f"{self.st}[{first} + {self.i}:]" if k == 1 else \
+            f"{self.st}[{first} + {self.i} * {k}::{k}]"
+
+    def _need(self, var: str, src: str) -> str:
+        if var not in self.made:
+            self.made.add(var)
+            self.e.line(f"{var} = {src}")
+        return var
+
+    def raw(self) -> str:
+        return self._need(f"sl{self.c}_{self.w}", self._slice(self.c))
+
+    def values_slice(self) -> str:
+        return self._slice(self.c)
+
+    def seqs_slice(self) -> str:
+        return self._slice(1)
+
+    def present(self, f, shared: str | None = None) -> str:
+        name = f"{shared}{self.c}_{self.w}" if shared else self.own
+        comment = None if shared else self.about
+        if name in self.made:
+            return name
+        vl = f"vl{self.c}_{self.w}"
+        if vl in self.made:
+            self.e.line(f"{name} = {f(vl)}", comment=comment)
+        else:
+            # The builtins raise TypeError on a None among the values (sum always, min/max
+            # unless the None is alone, which is then the right answer): filter the slice
+            # only then, instead of scanning it for None first.
+            self.made.add(vl)
+            sl = self.raw()
+            with self.e.block("try:"):
+                self.e.line(f"{name} = {f(sl)}", comment=comment)
+                self.e.line(f"{vl} = {sl}")
+            with self.e.block("except TypeError:"):
+                self.e.line(f"{vl} = [v for v in {sl} if v is not None]")
+                self.e.line(f"{name} = {f(vl)}")
+        if shared:
+            self.made.add(name)
+        return name
+
+    def present_list(self) -> str:
+        vl = f"vl{self.c}_{self.w}"
+        return self._need(vl, f"[v for v in {self.raw()} if v is not None]")
 
 
 _INDEX_KINDS = {
-    "sum": "prefix sums of",
-    "count": "prefix counts of the non-null",
-    "distinct": "each value's newest event_time, and those times sorted, of",
-    "max": "the suffix maxima (event_times, values) of",
-    "min": "the suffix minima (event_times, values) of",
+    PREFIX_SUM: "prefix sums of",
+    PREFIX_COUNT: "prefix counts of the non-null",
+    NEWEST_TIMES: "each value's newest event_time, and those times sorted, of",
+    SUFFIX_MAX: "the suffix maxima (event_times, values) of",
+    SUFFIX_MIN: "the suffix minima (event_times, values) of",
 }
 
 
@@ -141,19 +204,12 @@ class Codegen:
         return f"({value} if ({cond}) is True else None)"
 
     def _empty(self, s: Slot) -> str:
-        fn = s.agg.fn
-        if fn in ("count", "count_distinct"):
-            return "0"
-        if fn == "exists":
-            return "False"
-        if fn == "sum":
-            return "0.0" if field_base(self.program, s) is Base.FLOAT else "0"
-        return "None"
+        """Source of the slot's value over an empty window."""
+        return repr(s.agg.aggregate.empty_value(field_base(self.program, s)))
 
     def _float_by_construction(self, e: ast.Expr) -> bool:
         if isinstance(e, ast.Agg):
-            return e.fn == "avg" or (e.fn == "sum" and field_base(
-                self.program, self.plan.slot(e)) is Base.FLOAT)
+            return rules.rule(e).computed and e.type.base is Base.FLOAT
         if isinstance(e, ast.Literal):
             return e.value is None or isinstance(e.value, float)
         if isinstance(e, ast.If):
@@ -414,16 +470,7 @@ class Codegen:
 
     @staticmethod
     def _lifetime_value(s: Slot, o: int, st: str) -> str:
-        fn = s.agg.fn
-        if fn == "exists":
-            return f"({st}[{o}] > 0)"
-        if fn == "avg":
-            return f"({st}[{o}] / {st}[{o + 1}] if {st}[{o + 1}] else None)"
-        if fn == "count_distinct":
-            return f"len({st}[{o}])"
-        if fn == "last":
-            return f"{st}[{o + 1}]"
-        return f"{st}[{o}]"
+        return rules.rule(s.agg).lifetime(st, o)
 
     def _window_serve(self, e: Emitter, g: Group, st: str, names: list[str]) -> None:
         """A window group's aggregations from its state `st` (not None, and not empty in the
@@ -466,80 +513,23 @@ class Codegen:
                 prev = f"i{w}"
                 self._window_slots(e, g, st, w, slots, indexed)
 
-    def _slice(self, lay: WindowLayout, st: str, c: int, i: str) -> str:
-        """Source of the list of value c's values from the i-th stored event on."""
-        k, first = lay.stride, lay.base - 1 + c
-        return f"{st}[{first} + {i}:]" if k == 1 else f"{st}[{first} + {i} * {k}::{k}]"
-
     def _window_slots(self, e: Emitter, g: Group, st: str, w: int, slots: list,
                       indexed: bool) -> None:
-        """The slots of one window (not empty) from its first index i<w>, with `indexed` from
-        the key's index X where it has the slot's kind."""
+        """The slots of one window (not empty) from its first index i<w>, each by its rule
+        (online/aggregates.py): from the key's index X when `indexed` and X holds what the
+        rule reads, else from the stored values."""
         lay = self.layouts[g.id]
-        made: set[str] = set()
-        i = f"i{w}"
-        index = lay.index if indexed else {}
-
-        def need(var: str, src: str) -> str:
-            if var not in made:
-                made.add(var)
-                e.line(f"{var} = {src}")
-            return var
-
+        made: set[str] = set()  # the locals made so far that several slots read
         for s, nm in slots:
-            fn, about = s.agg.fn, self._for(s)
-            m = member(s)
-            if m is None:  # unfiltered count / exists: every stored event counts
-                e.line(f"{nm} = n - {i}" if fn == "count" else f"{nm} = n > {i}", comment=about)
-                continue
-            c = lay.column(s)
-            if (value := _index_value(fn, c, i, w, index)) is not None:
-                e.line(f"{nm} = {value}", comment=about)
-                continue
-            if fn == "last":
-                e.line(f"{nm} = _last({self._slice(lay, st, 1, i)}, "
-                       f"{self._slice(lay, st, c, i)})", comment=about)
-                continue
-            sl = need(f"sl{c}_{w}", self._slice(lay, st, c, i))
-            if fn == "count":
-                e.line(f"{nm} = len({sl}) - {sl}.count(None)", comment=about)
-            elif fn == "exists":
-                e.line(f"{nm} = len({sl}) > {sl}.count(None)", comment=about)
-            elif fn == "count_distinct":
-                e.line(f"{nm} = len(_s := set({sl})) - (None in _s)", comment=about)
+            rule, about, base = rules.rule(s.agg), self._for(s), field_base(self.program, s)
+            c = None if member(s) is None else lay.column(s)  # None: every stored event counts
+            kinds = rule.index(base) if c is not None else ()
+            if indexed and kinds and all((kind, c) in lay.index for kind in kinds):
+                value = rule.from_index(_Index(lay.index, c, f"i{w}", f"lo{w}"))
             else:
-                vl = f"vl{c}_{w}"
-                if vl not in made:
-                    # The builtins raise TypeError on a None among the values (sum always,
-                    # min/max unless the None is alone, which is then the right answer):
-                    # filter the slice only then, instead of scanning it for None first.
-                    made.add(vl)
-                    sums = any(o.agg.fn in ("sum", "avg") and member(o) == m for o, _ in slots)
-                    if sums:  # the sum first; other slots use vl after
-                        made.add(f"sm{c}_{w}")
-                        first = f"sm{c}_{w} = sum({{v}})"
-                    else:  # this slot (a min or max) first
-                        first = f"{nm} = {fn}({{v}}) if {{v}} else None"
-                    with e.block("try:"):
-                        e.line(first.format(v=sl), comment=None if sums else about)
-                        e.line(f"{vl} = {sl}")
-                    with e.block("except TypeError:"):
-                        e.line(f"{vl} = [v for v in {sl} if v is not None]")
-                        e.line(first.format(v=vl))
-                    if not sums:
-                        continue
-                if fn in ("sum", "avg"):
-                    sm = need(f"sm{c}_{w}", f"sum({vl})")
-                    if fn == "avg":
-                        # a sum of ints below 2**53 (any realistic one) is exact as a
-                        # float: int / int then equals float(sum) / n.
-                        e.line(f"{nm} = {sm} / len({vl}) if {vl} else None", comment=about)
-                    elif field_base(self.program, s) is Base.FLOAT:
-                        e.line(f"{nm} = float({sm})", comment=about)
-                    else:
-                        e.line(f"{nm} = {sm}", comment=about)
-                else:  # min / max
-                    e.line(f"{nm} = {fn}({vl}) if {vl} else None", comment=about)
+                value = rule.window(_Slices(e, lay, st, c, w, made, nm, about), base)
+            if value != nm:  # else the rule's line already set it
+                e.line(f"{nm} = {value}", comment=about)
 
     # ------------------------------------------------------------------ ingesting an event
     def _ingest(self, e: Emitter, stream: str, dirty: bool, fetched: bool) -> None:
@@ -645,11 +635,11 @@ class Codegen:
         `X`."""
         for (kind, c), o in lay.index.items():
             v = values[c]
-            if kind == "sum":
+            if kind == PREFIX_SUM:
                 e.line(f"X[{o}].append(X[{o}][-1] if {v} is None else X[{o}][-1] + {v})")
-            elif kind == "count":
+            elif kind == PREFIX_COUNT:
                 e.line(f"X[{o}].append(X[{o}][-1] + ({v} is not None))")
-            elif kind == "distinct":  # the value's newest time moves to the end
+            elif kind == NEWEST_TIMES:  # the value's newest time moves to the end
                 with e.block(f"if {v} is not None:"):
                     e.line(f"xd, xt = X[{o}], X[{o + 1}]")
                     with e.block(f"if (xo := xd.get({v})) is not None:"):
@@ -657,7 +647,7 @@ class Codegen:
                     e.line("xt.append(t)")
                     e.line(f"xd[{v}] = t")
             else:  # the values it dominates leave the stack of suffix extremes
-                op = "<=" if kind == "max" else ">="
+                op = "<=" if kind == SUFFIX_MAX else ">="
                 with e.block(f"if {v} is not None:"):
                     e.line(f"xt, xv = X[{o}], X[{o + 1}]")
                     with e.block(f"while xv and xv[-1] {op} {v}:"):
@@ -676,25 +666,9 @@ class Codegen:
             with e.block(f"if {st} is None:"):
                 e.line(f"{st} = {tab}[{key}] = {init}")
             for s, o in zip(g.slots, lay.offsets):
-                fn = s.agg.fn
                 e.line(f"m = {self._member_src(member(s))}", comment=self.agg_name(s))
                 with e.block("if m is not None:"):
-                    if fn in ("count", "exists"):
-                        e.line(f"{st}[{o}] += 1")
-                    elif fn == "sum":
-                        e.line(f"{st}[{o}] += m")
-                    elif fn == "avg":
-                        e.line(f"{st}[{o}] += m")
-                        e.line(f"{st}[{o + 1}] += 1")
-                    elif fn == "min":
-                        e.line(f"if {st}[{o}] is None or m < {st}[{o}]: {st}[{o}] = m")
-                    elif fn == "max":
-                        e.line(f"if {st}[{o}] is None or m > {st}[{o}]: {st}[{o}] = m")
-                    elif fn == "count_distinct":
-                        e.line(f"{st}[{o}].add(m)")
-                    else:
-                        e.line(f"{st}[{o}] = seq")
-                        e.line(f"{st}[{o + 1}] = m")
+                    e.lines(*rules.rule(s.agg).add(st, o))
             if dirty:
                 e.line(f"dirty_add(({g.id!r}, {key}))")
 
@@ -740,7 +714,7 @@ class Codegen:
         e.blank()
 
     def _index_init(self, lay: WindowLayout) -> str:
-        parts = ["[0]" if kind in PREFIX_KINDS else "{}, []" if kind == "distinct"
+        parts = ["[0]" if kind in PREFIX_KINDS else "{}, []" if kind == NEWEST_TIMES
                  else "[], []" for kind, _ in lay.index]
         return "[" + ", ".join(parts) + "]"
 
@@ -774,8 +748,8 @@ class Codegen:
                 if kind in PREFIX_KINDS:
                     e.line(f"del X[{o}][:j]")
                     continue
-                with e.block(f"if (k := bisect_left(X[{o + (kind == 'distinct')}], cut)):"):
-                    if kind == "distinct":
+                with e.block(f"if (k := bisect_left(X[{o + (kind == NEWEST_TIMES)}], cut)):"):
+                    if kind == NEWEST_TIMES:
                         e.line(f"del X[{o + 1}][:k]")
                         with e.block(f"for v in [v for v, q in X[{o}].items() if q < cut]:"):
                             e.line(f"del X[{o}][v]")

@@ -5,8 +5,10 @@ sits, and which aggregations read what. The generated code (codegen.py) and the 
 State lives in plain dicts, one per aggregation group: key -> state.
 * window groups: `[ts, X, m1_0, m2_0, m1_1, m2_1, ...]`: ts the list of event_times in
   ascending order, X the key's index (below), then per stored event its member values,
-  `stride` of them: the seq (only when a `last` needs it) and one value per distinct member
-  (e.g. the amount, the merchant; None where the event does not count for that aggregation).
+  `stride` of them: the seq (only when a rule needs it, as `last`'s does) and one value per
+  distinct member (e.g. the amount, the merchant; None where the event does not count for
+  that aggregation). Which members and index entries each aggregation needs is its rule's
+  to say (aggregates.py).
   A group of unfiltered counts has no members: its state is ts itself ("bare"). One flat list
   per key rather than a list per member: fewer objects for the allocator and the cyclic
   garbage collector to visit. Everything stored arrived before the event being served, so the
@@ -31,25 +33,14 @@ import dataclasses
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.printer import show
 from roundhouse.features.language.syntax import Base
+from roundhouse.features.plan import plan
 from roundhouse.features.plan.plan import Group, Slot
+from roundhouse.features.targets.online.aggregates import PREFIX_KINDS, rule
 
 # The layout of the state above; stores refuse state written with another layout.
 STATE_LAYOUT = 4
 # Stored events from which a key's window state also keeps an index (see the module docstring).
 INDEX_FROM = 64
-
-# Index kinds (see WindowLayout.index): prefix lists take one entry of X, the others two.
-PREFIX_KINDS = ("sum", "count")
-
-
-class _EmptySet:
-    def __repr__(self) -> str:
-        return "set()"
-
-
-# The initial value of a count_distinct's lifetime accumulator: each key gets its own set.
-EMPTY_SET = _EmptySet()
-
 
 @dataclasses.dataclass(frozen=True)
 class Member:
@@ -67,19 +58,17 @@ class Member:
 
 
 def member(slot: Slot) -> Member | None:
-    """The member a slot's aggregation reads; None for an unfiltered count or exists (every
+    """The member a slot's aggregation reads; None for an unfiltered event count (every
     stored event counts, nothing needs storing)."""
     agg = slot.agg
-    field = None if agg.fn in ("count", "exists") else agg.field
     if agg.where is None:
-        return None if field is None else Member(field, None)
-    return Member(field, show(agg.where), agg.where)
+        return None if agg.field is None else Member(agg.field, None)
+    return Member(agg.field, show(agg.where), agg.where)
 
 
 def field_base(program: ast.Program, slot: Slot) -> Base | None:
-    """The base type of the field a slot aggregates (None for count/exists of a stream)."""
-    agg = slot.agg
-    return None if agg.field is None else program.streams[agg.stream].field(agg.field).type.base
+    """The base type of the field a slot aggregates (None for an event count)."""
+    return plan.field_base(program, slot.agg)
 
 
 @dataclasses.dataclass
@@ -87,13 +76,15 @@ class WindowLayout:
     """One window group's per-key state: `[ts, X, per-event values...]` (see the module doc)."""
 
     group: Group
-    has_seq: bool  # each stored event keeps its seq first (a `last` needs it)
+    has_seq: bool  # each stored event keeps its seq first (a rule `needs_seq`, e.g. last's)
     members: list[Member]  # the distinct members, in the order stored
-    # The index X: (kind, member column) -> position of its first entry in X. Kinds: 'sum'
-    # and 'count' (prefix sums of an int member and prefix counts of its non-null values),
-    # 'distinct' (value -> its newest event_time, and those times sorted), 'max' and 'min'
-    # (the suffix extremes: event_times and values). Float sums (prefix sums would round
-    # differently) and `last` are always computed from slices. Empty: the state has no X.
+    # The index X: (kind, member column) -> position of its first entry in X. Kinds
+    # (online/aggregates.py): prefix_sum and prefix_count (prefix sums of an int member and
+    # prefix counts of its non-null values), newest_times (value -> its newest event_time, and
+    # those times sorted), suffix_max and suffix_min (the suffix extremes: event_times and
+    # values). Each aggregation's rule says which it reads (none: always from slices, e.g. a
+    # float sum, whose prefix sums would round differently, and last). Empty: the state has
+    # no X.
     index: dict[tuple[str, int], int]
 
     @property
@@ -123,21 +114,13 @@ def window_layout(program: ast.Program, g: Group) -> WindowLayout:
         m = member(s)
         if m is not None and m not in members:
             members.append(m)
-    lay = WindowLayout(g, any(s.agg.fn == "last" for s in g.slots), members, {})
+    lay = WindowLayout(g, any(rule(s.agg).needs_seq for s in g.slots), members, {})
     size = 0  # entries of X so far
     for s in g.slots:
         if member(s) is None:
             continue
-        fn, c = s.agg.fn, lay.column(s)
-        if fn in ("sum", "avg"):
-            kinds = ["sum", "count"] if field_base(program, s) is Base.INT else []
-        elif fn in ("count", "exists"):
-            kinds = ["count"]
-        elif fn == "count_distinct":
-            kinds = ["distinct"]
-        else:
-            kinds = [fn] if fn in ("min", "max") else []
-        for kind in kinds:
+        c = lay.column(s)
+        for kind in rule(s.agg).index(field_base(program, s)):
             if (kind, c) not in lay.index:
                 lay.index[(kind, c)] = size
                 size += 1 if kind in PREFIX_KINDS else 2
@@ -147,8 +130,8 @@ def window_layout(program: ast.Program, g: Group) -> WindowLayout:
 @dataclasses.dataclass
 class LifetimeLayout:
     """One lifetime group's per-key state: a flat list of running accumulators, from
-    `offsets[i]` on for slot i: count/exists [n], sum [total], avg [total, n], min/max
-    [value], count_distinct [set], last [seq, value]."""
+    `offsets[i]` on for slot i, as its rule's `init` says (online/aggregates.py): count/exists
+    [n], sum [total], avg [total, n], min/max [value], count_distinct [set], last [seq, value]."""
 
     group: Group
     offsets: list[int]
@@ -159,19 +142,7 @@ def lifetime_layout(program: ast.Program, g: Group) -> LifetimeLayout:
     offsets, init = [], []
     for s in g.slots:
         offsets.append(len(init))
-        fn = s.agg.fn
-        if fn in ("count", "exists"):
-            init += [0]
-        elif fn == "sum":
-            init += [0.0 if field_base(program, s) is Base.FLOAT else 0]
-        elif fn == "avg":
-            init += [0, 0]
-        elif fn in ("min", "max"):
-            init += [None]
-        elif fn == "count_distinct":
-            init += [EMPTY_SET]
-        else:
-            init += [None, None]
+        init += rule(s.agg).init(field_base(program, s))
     return LifetimeLayout(g, offsets, init)
 
 

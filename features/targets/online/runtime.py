@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import gc
 
+from roundhouse.features.targets.online.aggregates import RUNTIME as AGG_RUNTIME
 from roundhouse.features.targets.online.pyexpr import RUNTIME as EXPR_RUNTIME
 
 # Below every event_time: the max event_time before any event (no driver is too late).
@@ -36,16 +37,7 @@ def flush(out: list, n: int, columns: tuple) -> None:
             out[i] = col
 
 
-def last(seqs, col):
-    """The non-null value of col with the greatest seq (late events sit mid-list)."""
-    best, value = None, None
-    for q, v in zip(seqs, col):
-        if v is not None and (best is None or q > best):
-            best, value = q, v
-    return value
-
-
-# The names the generated code reads besides its own: the expression helpers (pyexpr.py)
-# and these. Each program gets a copy as its module namespace.
-GLOBALS = dict(EXPR_RUNTIME, bisect_left=bisect.bisect_left, bisect_right=bisect.bisect_right,
-               _last=last, _flush=flush, _NO_TIME=NO_TIME)
+# The names the generated code reads besides its own: the expression helpers (pyexpr.py),
+# the aggregations' (aggregates.py) and these. Each program gets a copy as its module namespace.
+GLOBALS = dict(EXPR_RUNTIME, **AGG_RUNTIME, bisect_left=bisect.bisect_left,
+               bisect_right=bisect.bisect_right, _flush=flush, _NO_TIME=NO_TIME)
