@@ -21,6 +21,17 @@ from the model store directly (--store, default $ROUNDHOUSE_STORE or ~/.roundhou
                             exits 1 when the evaluation fails or is cancelled
   evaluation ID             one evaluation: state, spec, result
   evaluations [--owner O] [--team T] [--state S]
+  schedule FILE [--run]     a retraining schedule in JSON or YAML (tag, cron, template, window,
+                            gate; see platform/schedules/spec.py) -> its ID; --run starts a run now
+  schedules                 the team's schedules: ID, tag, cron, next slot
+  runs SCHEDULE_ID [--run]  a schedule's runs, newest first: state, decision, models, reason
+                            (--run starts one now first)
+  tune FILE [--wait]        a hyperparameter search in JSON or YAML (a training request as
+                            template, space, metric, direction, budget, parallelism; see
+                            platform/tuning/space.py) -> search ID; --wait waits, prints the
+                            trials (a table on stderr) and the search (JSON on stdout) and
+                            exits 1 when the search fails or is cancelled
+  tuning [ID]               one search (its trials, the best and its model), or every search
 """
 
 import argparse
@@ -65,6 +76,13 @@ def load_request(path: pathlib.Path) -> dict:
     return body
 
 
+def _absolute_paths(body: dict) -> dict:
+    parquet = (body.get("data") or {}).get("parquet")
+    if isinstance(parquet, dict) and isinstance(parquet.get("uri"), str) and "://" not in parquet["uri"]:
+        parquet["uri"] = os.path.abspath(os.path.expanduser(os.path.expandvars(parquet["uri"])))
+    return body
+
+
 def watch(client: TrainingClient, job_id: str, out=sys.stdout, poll: float = 0.5) -> dict:
     position, last_state, started = 0, None, time.monotonic()
     while True:
@@ -89,6 +107,17 @@ def finish(client: TrainingClient, job: dict, show) -> int:
         return 1
     show(client.result(job["id"]))
     return 0
+
+
+def show_trials(search: dict, out=sys.stderr) -> None:
+    """A search's trials as a table, the best one marked."""
+    best = (search.get("best") or {}).get("number")
+    for t in search.get("trials", []):
+        value = "-" if t.get("value") is None else f"{t['value']:.4f}"
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(t["params"].items()))
+        print(f"{'*' if t['number'] == best else ' '} {t['number']:3}  {t['state'].lower():8}  "
+              f"{search.get('metric', '')}={value}  {params}  {t.get('model_id', '')}  {t.get('reason', '')}",
+              file=out)
 
 
 def show_evaluation(result: dict, out=sys.stderr) -> None:
@@ -153,6 +182,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("evaluations")
     for flag in ("--owner", "--team", "--state"):
         p.add_argument(flag, default="")
+    p = sub.add_parser("tune")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--wait", action="store_true")
+    sub.add_parser("tuning").add_argument("search_id", nargs="?")
+    p = sub.add_parser("schedule")
+    p.add_argument("file", type=pathlib.Path)
+    p.add_argument("--run", action="store_true")
+    sub.add_parser("schedules")
+    p = sub.add_parser("runs")
+    p.add_argument("schedule_id")
+    p.add_argument("--run", action="store_true")
     args = parser.parse_args(argv)
 
     # Relative paths are meant from where the user ran `bazel run`, not from its runfiles.
@@ -203,6 +243,45 @@ def main(argv=None) -> int:
                 refs = " ".join(m["ref"] for m in e.get("models", []))
                 print(f"{e['id']}  {e['state'].lower():9}  {e.get('workflow', '')}  {e.get('owner', '')}"
                       f"  {e.get('team', '')}  {refs}  {e.get('reason', '')}")
+        elif args.command == "tune":
+            search_id = client.tune(load_request(args.file))
+            print(search_id, flush=True)
+            if args.wait:
+                found = client.wait_search(search_id)
+                show_trials(found)
+                if found["state"] != "SUCCEEDED":
+                    print(f"roundhouse: error: search {search_id} {found['state'].lower()}"
+                          + (f": {found['reason']}" if found.get("reason") else ""), file=sys.stderr)
+                    return 1
+                show(found)
+        elif args.command == "tuning":
+            if args.search_id:
+                show(client.search(args.search_id))
+            else:
+                for s in client.searches():
+                    best = s.get("best") or {}
+                    done = sum((s.get("trial_counts") or {}).get(k, 0) for k in ("complete", "fail"))
+                    print(f"{s['id']}  {s['state'].lower():9}  {s.get('owner', '')}  {s.get('team', '')}  "
+                          f"{done}/{s['budget']}  {s['metric']}={best.get('value', '-')}  "
+                          f"{best.get('model_id', '')}  {s.get('reason', '')}")
+        elif args.command == "schedule":
+            body = load_spec(args.file)
+            if isinstance(body, dict) and isinstance(body.get("template"), dict):
+                _absolute_paths(body["template"])  # relative local paths, made whole as a request's
+            schedule = client.create_schedule(body)
+            print(schedule["id"], flush=True)
+            if args.run:
+                print(client.run_schedule(schedule["id"])["id"], flush=True)
+        elif args.command == "schedules":
+            for s in client.schedules():
+                print(f"{s['id']}  {s['tag']}  {s['cron']!r}  next {s['next_slot']}  {s['team']}  "
+                      f"{s['gate']['metric']} +{s['gate']['min_improvement']:g}")
+        elif args.command == "runs":
+            if args.run:
+                client.run_schedule(args.schedule_id)
+            for r in client.schedule_runs(args.schedule_id):
+                print(f"{r['id']}  {r['at']}  {r['kind']:6}  {r['state'].lower():10}  {r['decision'] or '-':8}  "
+                      f"{r['champion_id'] or '-'} -> {r['challenger_id'] or '-'}  {r['reason']}")
         elif args.command == "tags":
             for t in client.tags():
                 print(f"{t['tag']}  {t['model_id']}  {t['team']}")

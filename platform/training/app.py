@@ -19,6 +19,10 @@ POST /v1/tokens                {"team", "admin"?, "name"?} -> 201 {"token" (show
 POST /v1/tokens/<id>/revoke
 POST /v1/evaluations           an evaluation request -> 202 {"evaluation_id"}; GET /v1/evaluations,
                                /v1/evaluations/<id>, /logs, POST /cancel (platform/evaluation/api.py)
+POST /v1/schedules             a retraining schedule -> 201; GET /v1/schedules, /v1/schedules/<id>,
+                               /runs, POST /run (platform/schedules/api.py)
+POST /v1/tuning                a hyperparameter search -> 202 {"search_id"}; GET /v1/tuning,
+                               /v1/tuning/<id>, POST /cancel (platform/tuning/api.py)
 GET  /healthz                  the only path open without a token
 
 Every other call needs `Authorization: Bearer <token>` (platform/auth): 401 with the reason
@@ -42,7 +46,7 @@ import logging
 from flask import Flask, jsonify, request
 from google.protobuf import json_format
 
-from roundhouse.platform.api import job_pb2, validate
+from roundhouse.platform.api import job_pb2, training_pb2, validate
 from roundhouse.platform.auth import flask_auth as auth
 from roundhouse.platform.auth.tokens import TokenError, TokenStore, check_team
 from roundhouse.platform.data import sources
@@ -52,6 +56,10 @@ from roundhouse.platform.jobs.store import InvalidTransition, JobNotFound, JobSt
 from roundhouse.platform.registry import meta_models
 from roundhouse.platform.registry import tags as tags_lib
 from roundhouse.platform.registry.store import ModelNotFound, ModelStore
+from roundhouse.platform.schedules import api as schedules_api
+from roundhouse.platform.schedules.store import ScheduleStore
+from roundhouse.platform.tuning import api as tuning_api
+from roundhouse.platform.tuning.store import TuningStore
 
 Job = job_pb2.Job
 
@@ -67,11 +75,15 @@ def _job_json(job: Job) -> dict:
 def create_app(jobs: JobStore, models: ModelStore | None = None,
                workflows: set[str] | None = None, *, limits: validate.ResourceLimits,
                data: sources.DataAccess, tokens: TokenStore,
-               evaluations: EvaluationStore | None = None) -> Flask:
+               evaluations: EvaluationStore | None = None,
+               schedules: ScheduleStore | None = None,
+               tuning: TuningStore | None = None) -> Flask:
     """`workflows`: the names this service can run (None: any; the executor decides).
     `limits`: the most the executor gives one job; `data`: where requests may read local data;
     `tokens`: who may call (every path but /healthz needs one of its tokens); `evaluations`:
-    where evaluations are queued (None: no evaluation endpoints)."""
+    where evaluations are queued (None: no evaluation endpoints); `schedules`: retraining
+    schedules (None: no schedule endpoints); `tuning`: hyperparameter searches (None: no
+    tuning endpoints)."""
     app = Flask("roundhouse.training")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     auth.install(app, tokens)  # first: it runs before anything else looks at a request
@@ -82,7 +94,8 @@ def create_app(jobs: JobStore, models: ModelStore | None = None,
         return jsonify({"error": message, **extra}), status
 
     def invalid_request(e: validate.RequestError):
-        return jsonify({**e.to_dict(), "error": f"invalid training request: {e}"}), 400
+        known = {"known": e.known} if hasattr(e, "known") else {}
+        return jsonify({**e.to_dict(), "error": f"invalid training request: {e}", **known}), 400
 
     @app.errorhandler(JobNotFound)
     def not_found(e):
@@ -103,28 +116,39 @@ def create_app(jobs: JobStore, models: ModelStore | None = None,
         jobs.list(limit=1)  # the job store answers
         return jsonify({"status": "ok"})
 
-    @app.post("/v1/jobs")
-    def submit():
-        try:
-            req = validate.parse_request(request.get_data(), limits)
-        except validate.RequestError as e:
-            return invalid_request(e)
+    def check_training_request(body) -> training_pb2.TrainingRequest:
+        """POST /v1/jobs's checks of a training request (also the tuning template's): its JSON
+        and fields, the workflow, the data source; RequestError naming the field (`known`: the
+        workflows, when it names another), auth.Forbidden for another team's metadata.team.
+        An empty metadata.team becomes the caller's: the job belongs to the submitting token's team."""
+        req = validate.parse_request(body, limits)
         caller = auth.principal()
         if not req.metadata.team:
-            req.metadata.team = caller.team  # the job belongs to the submitting token's team
+            req.metadata.team = caller.team
         elif req.metadata.team != caller.team and not caller.admin:
             raise auth.Forbidden(f"metadata.team is {req.metadata.team!r} but token {caller.id} is of team "
                                  f"{caller.team!r}: leave metadata.team empty or set it to {caller.team!r}")
         if workflows is not None and req.workflow not in workflows:
             known = ", ".join(sorted(workflows)) or "none"
-            return error(400, f"invalid training request: workflow: unknown workflow {req.workflow!r}; "
-                              f"this service runs {known}", field="workflow", known=sorted(workflows))
+            e = validate.RequestError([validate.FieldError(
+                "workflow", f"unknown workflow {req.workflow!r}; this service runs {known}")])
+            e.known = sorted(workflows)
+            raise e
         try:
             sources.check_source(req.data, "data", data)
             if req.holdout.HasField("dataset"):
                 sources.check_source(req.holdout.dataset.source, "holdout.dataset.source", data)
         except sources.DataError as e:
-            return invalid_request(validate.RequestError([validate.FieldError(e.field, e.message)]))
+            raise validate.RequestError([validate.FieldError(e.field, e.message)]) from None
+        return req
+
+    @app.post("/v1/jobs")
+    def submit():
+        try:
+            req = check_training_request(request.get_data())
+        except validate.RequestError as e:
+            return invalid_request(e)
+        caller = auth.principal()
         job = jobs.create(req)
         log.info("job %s queued: workflow=%s owner=%s team=%s token=%s", job.id, req.workflow,
                  req.metadata.owner, req.metadata.team, caller.id)
@@ -342,5 +366,12 @@ def create_app(jobs: JobStore, models: ModelStore | None = None,
 
     if evaluations is not None and models is not None:
         evaluation_api.register(app, evaluations, models, workflows=workflows, data=data)
+
+    if schedules is not None and tags is not None:  # retraining schedules (platform/schedules)
+        schedules_api.register(app, schedules, tags, limits=limits, data=data, workflows=workflows,
+                               clock=schedules.clock)
+
+    if tuning is not None:  # hyperparameter searches (platform/tuning): trials are jobs, checked as above
+        tuning_api.register(app, tuning, jobs, check_training_request=check_training_request)
 
     return app

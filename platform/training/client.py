@@ -165,6 +165,55 @@ class TrainingClient:
                                    f"after {timeout:g} s")
             self._sleep(poll)
 
+    # Hyperparameter searches: each trial an ordinary training job (platform/tuning).
+
+    def tune(self, spec: dict) -> str:
+        """Start a search (platform/tuning/space.py: template, space, metric, direction, budget,
+        parallelism); returns its ID."""
+        return self._call("POST", "/v1/tuning", spec, idempotent=False)["search_id"]
+
+    def search(self, search_id: str) -> dict:
+        """Its state, spec, every trial and the best one."""
+        return self._call("GET", f"/v1/tuning/{urllib.parse.quote(search_id, safe='')}")
+
+    def searches(self, owner: str = "", team: str = "", state: str = "") -> list[dict]:
+        query = urllib.parse.urlencode({k: v for k, v in (("owner", owner), ("team", team),
+                                                          ("state", state)) if v})
+        return self._call("GET", "/v1/tuning" + (f"?{query}" if query else ""))["searches"]
+
+    def wait_search(self, search_id: str, timeout: float | None = None, poll: float = 1.0) -> dict:
+        """Poll until the search ends; returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found = self.search(search_id)
+            if found["state"] in TERMINAL:
+                return found
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"search {search_id} still {found['state'].lower()} after {timeout:g} s")
+            self._sleep(poll)
+
+    # Retraining schedules: a tag retrained on a cron, shipped through a gate (platform/schedules).
+
+    def create_schedule(self, spec: dict) -> dict:
+        """Make a schedule (platform/schedules/spec.py: tag, cron, template, window, gate);
+        returns it, with its "id"."""
+        return self._call("POST", "/v1/schedules", spec, idempotent=False)
+
+    def schedules(self) -> list[dict]:
+        return self._call("GET", "/v1/schedules")["schedules"]
+
+    def schedule(self, schedule_id: str) -> dict:
+        return self._call("GET", f"/v1/schedules/{urllib.parse.quote(schedule_id, safe='')}")
+
+    def schedule_runs(self, schedule_id: str) -> list[dict]:
+        """Its runs, newest first: state, job, evaluation, decision and reason."""
+        return self._call("GET", f"/v1/schedules/{urllib.parse.quote(schedule_id, safe='')}/runs")["runs"]
+
+    def run_schedule(self, schedule_id: str) -> dict:
+        """Start a run now, outside the cron slots; returns the run."""
+        return self._call("POST", f"/v1/schedules/{urllib.parse.quote(schedule_id, safe='')}/run",
+                          idempotent=False)
+
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0,
              on_log: Callable[[str], None] | None = None) -> dict:
         """Poll until the job ends; returns its last state. `on_log` gets each new log line."""

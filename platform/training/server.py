@@ -17,6 +17,14 @@ processes of the same workflow executables (`train --evaluate`), whatever the ex
 `evaluations` table in the job store's database, their folders under --evaluations-dir, at
 most --evaluation-capacity at once.
 
+Retraining schedules (POST /v1/schedules, platform/schedules) live in the same database; a
+loop here makes each due run and advances it (training job, evaluation, tag move), and a
+killed service's runs are taken back by whichever process holds their lease next.
+
+Hyperparameter searches (POST /v1/tuning, platform/tuning) live there too: a loop here
+advances each search it holds the lease of (tells finished trials, asks new ones through
+optuna, queues each trial as an ordinary training job), so a killed service's searches resume.
+
 Requests may read local data only under --data-root folders (default $ROUNDHOUSE_HOME/data,
 where `bazel run //workflows/fraud:train` writes its tables), and ask for no more cpu, memory
 or GPUs than the executor can give: this machine's, or the largest row of the resource table.
@@ -45,8 +53,13 @@ from roundhouse.platform.executors.local import LocalExecutor
 from roundhouse.platform.jobs.factory import open_store as open_jobs
 from roundhouse.platform.training.app import create_app
 from roundhouse.platform.home import default_home
+from roundhouse.platform.registry import tags as tags_lib
 from roundhouse.platform.registry.store import open_store as open_models
+from roundhouse.platform.schedules.runner import Runner as ScheduleRunner
+from roundhouse.platform.schedules.store import ScheduleStore
 from roundhouse.platform.training.worker import Worker
+from roundhouse.platform.tuning.search import TuningLoop
+from roundhouse.platform.tuning.store import TuningStore
 
 # Workflow executables built into this binary's runfiles: every workflows/<name>/ of the
 # build, listed by @workflows (tools/workflows/registry.bzl).
@@ -171,17 +184,30 @@ def main(argv=None) -> int:
         capacity=args.evaluation_capacity, parse_result=evaluation_summary.parse)
     evaluation_thread = threading.Thread(target=evaluator.run, args=(stop,), name="evaluations", daemon=True)
     evaluation_thread.start()
+    schedules = ScheduleStore(jobs)  # the same database, its own tables
+    scheduler = ScheduleRunner(schedules, jobs=jobs, evaluations=evaluations,
+                               tags=tags_lib.TagStore(open_models(args.store)), clock=schedules.clock,
+                               worker=args.worker_id)
+    schedule_thread = threading.Thread(target=scheduler.run, args=(stop,), name="schedules", daemon=True)
+    schedule_thread.start()
+    tuning = TuningStore(jobs)  # hyperparameter searches: the same database, their own tables
+    tuner = TuningLoop(tuning, jobs, args.worker_id)
+    tuning_thread = threading.Thread(target=tuner.run, args=(stop,), name="tuning", daemon=True)
+    tuning_thread.start()
     logging.info("training service on http://%s:%d (jobs %s, models %s, workflows %s, data under %s)",
                  args.host, args.port, args.jobs, args.store, ", ".join(sorted(args.workflows)),
                  ", ".join(map(str, args.data_roots)))
     app = create_app(jobs, open_models(args.store), workflows=set(args.workflows), limits=limits,
-                     data=data, tokens=tokens, evaluations=evaluations)
+                     data=data, tokens=tokens, evaluations=evaluations, schedules=schedules,
+                     tuning=tuning)
     try:
         waitress.serve(app, host=args.host, port=args.port, threads=8, _quiet=True)
     finally:
         stop.set()
         thread.join(timeout=5)
         evaluation_thread.join(timeout=5)
+        schedule_thread.join(timeout=5)
+        tuning_thread.join(timeout=5)
     return 0
 
 
