@@ -157,7 +157,9 @@ def _uninterrupted_state(table):
 
 def test_sigkill_at_every_step_loses_nothing_and_writes_nothing_twice(tmp_path):
     rng = random.Random(11)
-    table, evs = _events(3000, 5)
+    # Enough events that no step can run the log dry before its kill point (10 steps of at
+    # most 150 + 600 appended): how many a step appends before its kill depends on the load.
+    table, evs = _events(8000, 5)
     log = eventlog.LocalLog(tmp_path / "events.jsonl")
     appender = Appender(log, evs)
     snap, arch = tmp_path / "state.snapshot", tmp_path / "archive"
@@ -265,7 +267,7 @@ def test_s3_archive_survives_sigkill_and_materializes_like_the_file(tmp_path, s3
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, **s3_server.S3_CLIENT_ARGS)
     s3.create_bucket(Bucket="events")
     rng = random.Random(4)
-    table, evs = _events(1200, 17)
+    table, evs = _events(3600, 17)  # 4 steps of at most 120 + 600: never dry before a kill point
     log = eventlog.LocalLog(tmp_path / "events.jsonl")
     appender = Appender(log, evs)
     uri = "s3://events/archive/kitchen"
