@@ -6,6 +6,11 @@ malformed, unknown, revoked) and a WWW-Authenticate header. The caller's token r
 `principal()` (flask.g.principal), and a route refuses what the caller's team may not do
 with `require_team(team, what)` or `require_admin(what)`: 403 with the reason.
 
+Pages for browsers (`pages(app, is_page, unauthenticated)`, the training service's status
+page) also take the token from the HttpOnly cookie COOKIE, which `?token=<token>` on a page
+sets before redirecting to the same URL without it; a page without a usable token gets
+`unauthenticated(error)` (an HTML 401). Only page paths read the cookie, and pages only read.
+
 The training service installs it; the scorer can too, with `cache_seconds` to spare its
 hot path a database read per request (a revoked token then works for up to that long).
 """
@@ -15,11 +20,15 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import Flask, g, jsonify, request
+from urllib.parse import urlencode
+
+from flask import Flask, g, jsonify, redirect, request
 
 from roundhouse.platform.auth.tokens import InvalidToken, Token, TokenStore, digest
 
 OPEN_PATHS = frozenset({"/healthz"})
+COOKIE = "roundhouse_token"
+_PAGES = "roundhouse_auth_pages"
 
 
 class Forbidden(Exception):
@@ -66,15 +75,31 @@ def install(app: Flask, tokens: TokenStore, *, open_paths=OPEN_PATHS, cache_seco
     """Require a token on every request to `app` but `open_paths`."""
     authenticator = Authenticator(tokens, cache_seconds)
     open_paths = frozenset(open_paths)
+    pages_ = app.extensions.setdefault(_PAGES, [])
 
     @app.before_request
     def _authenticate():
         g.principal = None
         if request.path in open_paths:
             return None
+        page = next((p for p in pages_ if p[0](request.path)), None)
         try:
-            g.principal = authenticator.authenticate(bearer(request.headers.get("Authorization")))
+            token = bearer(request.headers.get("Authorization"))
+            if token is None and page is not None:
+                if "token" in request.args:  # a browser's first visit: the cookie, then the clean URL
+                    authenticator.authenticate(request.args["token"])
+                    rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+                    resp = redirect(request.path + ("?" + urlencode(rest) if rest else ""), code=303)
+                    resp.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Lax",
+                                    secure=request.is_secure, path="/")
+                    resp.headers["Cache-Control"] = "no-store"
+                    resp.headers["Referrer-Policy"] = "no-referrer"
+                    return resp
+                token = request.cookies.get(COOKIE) or None
+            g.principal = authenticator.authenticate(token)
         except InvalidToken as e:
+            if page is not None:
+                return page[1](e)
             resp = jsonify({"error": f"unauthenticated: {e}", "reason": e.code})
             resp.status_code = 401
             description = str(e).replace('"', "'")
@@ -86,6 +111,12 @@ def install(app: Flask, tokens: TokenStore, *, open_paths=OPEN_PATHS, cache_seco
     @app.errorhandler(Forbidden)
     def _forbidden(e):
         return jsonify({"error": f"forbidden: {e}", "team": principal().team}), 403
+
+
+def pages(app: Flask, is_page, unauthenticated) -> None:
+    """Paths where `is_page(path)` also take the token from the cookie (set by `?token=`), and
+    answer `unauthenticated(InvalidToken)` without a usable one."""
+    app.extensions.setdefault(_PAGES, []).append((is_page, unauthenticated))
 
 
 def principal() -> Token:

@@ -23,6 +23,8 @@ POST /v1/schedules             a retraining schedule -> 201; GET /v1/schedules, 
                                /runs, POST /run (platform/schedules/api.py)
 POST /v1/tuning                a hyperparameter search -> 202 {"search_id"}; GET /v1/tuning,
                                /v1/tuning/<id>, POST /cancel (platform/tuning/api.py)
+GET  /, /status, /status/...    the status page, HTML for people (platform/training/status_page.py);
+                               a browser's token may come as ?token= once, then an HttpOnly cookie
 GET  /healthz                  the only path open without a token
 
 Every other call needs `Authorization: Bearer <token>` (platform/auth): 401 with the reason
@@ -58,6 +60,7 @@ from roundhouse.platform.registry import tags as tags_lib
 from roundhouse.platform.registry.store import ModelNotFound, ModelStore
 from roundhouse.platform.schedules import api as schedules_api
 from roundhouse.platform.schedules.store import ScheduleStore
+from roundhouse.platform.training import status_page
 from roundhouse.platform.tuning import api as tuning_api
 from roundhouse.platform.tuning.store import TuningStore
 
@@ -374,4 +377,5 @@ def create_app(jobs: JobStore, models: ModelStore | None = None,
     if tuning is not None:  # hyperparameter searches (platform/tuning): trials are jobs, checked as above
         tuning_api.register(app, tuning, jobs, check_training_request=check_training_request)
 
+    status_page.register(app, jobs, tags=tags, models=models, schedules=schedules, tuning=tuning)
     return app
