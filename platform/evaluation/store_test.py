@@ -2,69 +2,31 @@
 transitions and leases; and the training service's Worker running them."""
 
 import dataclasses
-import itertools
 
-import psycopg
 import pytest
 
 from roundhouse.platform.evaluation.store import EvaluationNotFound, EvaluationStore
-from roundhouse.platform.jobs.postgres_store import PostgresJobStore
-from roundhouse.platform.jobs.sqlite_store import SqliteJobStore
 from roundhouse.platform.jobs.store import InvalidTransition, Job, LeaseLost
 from roundhouse.platform.training.worker import Worker
-from roundhouse.testing import postgres_server
+from roundhouse.platform.jobs.testlib import job_databases, postgres  # noqa: F401  (pytest fixtures)
 
 LEASE = 30.0
 SPEC = {"metadata": {"owner": "ana", "team": "risk"}, "workflow": "toy",
         "models": [{"ref": "toy-prod", "model_id": "m-" + "a" * 24}]}
 
 
-class FakeClock:
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with postgres_server.postgres_server() as dsn:
-        yield dsn
-
-
-_db_numbers = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request, tmp_path):
+@pytest.fixture
+def make_store(job_databases):
     """A factory: each call is another service process on the same database."""
-    clock = FakeClock()
+    database = job_databases()
     jobs_stores = []
-    if request.param == "sqlite":
-        def jobs():
-            return SqliteJobStore(str(tmp_path / "jobs.sqlite"), clock=clock)
-    else:
-        server_dsn = request.getfixturevalue("postgres")
-        name = f"evaluations_{next(_db_numbers)}"
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        dsn = server_dsn.rsplit("/", 1)[0] + "/" + name
-
-        def jobs():
-            return PostgresJobStore(dsn, clock=clock)
 
     def make():
-        jobs_stores.append(jobs())
+        jobs_stores.append(database())
         return EvaluationStore(jobs_stores[-1])
-    make.clock = clock
+    make.clock = database.clock
     make.jobs = jobs_stores
-    yield make
-    for s in jobs_stores:
-        s.close()
+    return make
 
 
 def create(store, owner="ana", team="risk"):

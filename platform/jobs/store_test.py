@@ -1,6 +1,5 @@
 """One suite, run against both job store backends: SQLite and a real PostgreSQL server."""
 
-import itertools
 import threading
 
 import psycopg
@@ -11,58 +10,15 @@ from roundhouse.platform.jobs.factory import open_store
 from roundhouse.platform.jobs.postgres_store import PostgresJobStore
 from roundhouse.platform.jobs.sqlite_store import SqliteJobStore
 from roundhouse.platform.jobs.store import InvalidTransition, Job, JobNotFound, LeaseLost
-from roundhouse.testing import postgres_server
+from roundhouse.platform.jobs.testlib import job_databases, postgres  # noqa: F401  (pytest fixtures)
 
 LEASE = 30.0
 
 
-class FakeClock:
-    """Time that moves only when a test says so: lease expiry without sleeping."""
-
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with postgres_server.postgres_server() as dsn:
-        yield dsn
-
-
-_db_numbers = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request, tmp_path):
+@pytest.fixture
+def make_store(job_databases):
     """A factory for stores over one fresh database; each call is another service process."""
-    clock = FakeClock()
-    stores = []
-    if request.param == "sqlite":
-        path = str(tmp_path / "jobs.sqlite")
-
-        def make():
-            stores.append(SqliteJobStore(path, clock=clock))
-            return stores[-1]
-    else:
-        server_dsn = request.getfixturevalue("postgres")
-        name = f"jobs_{next(_db_numbers)}"
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        dsn = server_dsn.rsplit("/", 1)[0] + "/" + name
-
-        def make():
-            stores.append(PostgresJobStore(dsn, clock=clock))
-            return stores[-1]
-    make.clock = clock
-    yield make
-    for s in stores:
-        s.close()
+    return job_databases()
 
 
 def req(owner="ana", workflow="fraud", team="risk"):

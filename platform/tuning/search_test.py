@@ -2,20 +2,16 @@
 the training worker, finishing each trial's job through the job store with a result carrying
 the metric."""
 
-import itertools
 import math
 
-import psycopg
 import pytest
 
 from roundhouse.platform.api import job_pb2
-from roundhouse.platform.jobs.postgres_store import PostgresJobStore
-from roundhouse.platform.jobs.sqlite_store import SqliteJobStore
 from roundhouse.platform.jobs.store import Job, LeaseLost
 from roundhouse.platform.tuning import search as search_lib
 from roundhouse.platform.tuning import space
 from roundhouse.platform.tuning.store import SearchNotFound, TuningStore
-from roundhouse.testing import postgres_server
+from roundhouse.platform.jobs.testlib import job_databases, postgres  # noqa: F401  (pytest fixtures)
 
 LEASE = 30.0
 RUNNER = "test-runner"  # the stand-in for the training worker
@@ -28,59 +24,19 @@ SPACE = {"C": {"type": "float", "low": 0.001, "high": 100.0, "log": True},
          "solver": {"type": "categorical", "choices": ["lbfgs", "saga", "newton"]}}
 
 
-class FakeClock:
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with postgres_server.postgres_server() as dsn:
-        yield dsn
-
-
-_db_numbers = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_db(request, tmp_path):
+@pytest.fixture
+def make_db(job_databases):
     """make_db() -> a factory of (TuningStore, JobStore) pairs over one fresh database: each
     call of the factory is another service process."""
-    opened = []
-    server_dsn = request.getfixturevalue("postgres") if request.param == "postgres" else None
-
     def make_db():
-        clock = FakeClock()
-        n = next(_db_numbers)
-        if server_dsn is None:
-            path = str(tmp_path / f"jobs{n}.sqlite")
-
-            def jobs():
-                return SqliteJobStore(path, clock=clock)
-        else:
-            name = f"tuning_{n}"
-            with psycopg.connect(server_dsn, autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE {name}")
-            dsn = server_dsn.rsplit("/", 1)[0] + "/" + name
-
-            def jobs():
-                return PostgresJobStore(dsn, clock=clock)
+        database = job_databases()
 
         def process():
-            j = jobs()
-            opened.append(j)
+            j = database()
             return TuningStore(j), j
-        process.clock = clock
+        process.clock = database.clock
         return process
-    yield make_db
-    for j in opened:
-        j.close()
+    return make_db
 
 
 def objective(params):
