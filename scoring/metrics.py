@@ -25,11 +25,6 @@ def share_between_processes(folder: str) -> None:
     values.ValueClass = values.get_value_class()
 
 
-def forget_process(pid: int) -> None:
-    """A worker has ended: its live gauges stop counting."""
-    if os.environ.get(MULTIPROCESS_ENV):
-        multiprocess.mark_process_dead(pid)
-
 LATENCY = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 

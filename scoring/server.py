@@ -18,13 +18,14 @@ import logging
 import os
 import pathlib
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import time
 
-import waitress
+from granian.constants import Interfaces
+from granian.log import LogLevels
+from granian.server import MPServer
 
 from roundhouse.features.transport import eventlog
 from roundhouse.platform.home import default_home
@@ -57,7 +58,10 @@ def parse_args(argv):
     p.add_argument("--namespace", help="Redis key prefix of the state (default: by definitions)")
     p.add_argument("--shards", type=pathlib.Path, default=DEFAULT_SHARDS)
     p.add_argument("--shard", help="serve only this shard's tags")
-    p.add_argument("--threads", type=int, default=8, help="request threads per worker process")
+    p.add_argument("--threads", type=int,
+                   help="Python threads running requests in each worker process (default: the "
+                        "shard's tier, else 1). Python runs one at a time, so more cost thread "
+                        "switches; a concurrency limit answers 429 only below the thread count")
     p.add_argument("--workers", type=int, default=1, help="worker processes (needs --features-store redis://)")
     p.add_argument("--max-concurrency", type=int,
                    help="requests at once per process before 429 (default: the shard's tier)")
@@ -111,8 +115,44 @@ def _keep_heap_frozen(every: float = 1.0, full_every: float = 600.0) -> None:
     threading.Thread(target=run, name="heap-freezer", daemon=True).start()
 
 
-def serve(args, sock: socket.socket) -> None:
-    """One worker process: its own models and tag watcher, requests from the shared socket."""
+def _end_with_parent() -> None:
+    """The worker dies with its supervisor, even when that is SIGKILLed (Linux prctl): a kill
+    of the scorer is then a crash of the whole scorer, and a restart resumes from the log."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Worker:
+    """What one granian worker process runs: its own scorer (models, tag watcher, state) and
+    the application over it, made in the worker after the fork and closed when it stops."""
+
+    def __init__(self, args, routing: shards_lib.Routing, shard: shards_lib.Shard | None, limit: int):
+        self.args, self.routing, self.shard, self.limit = args, routing, shard, limit
+        self.scorer: Scorer | None = None
+
+    def app(self):
+        _end_with_parent()
+        args = self.args
+        self.scorer = Scorer(open_store(args.store), load_definitions(args.defs), state_opener(args),
+                             self.routing, self.shard, poll_seconds=args.poll)
+        try:
+            self.scorer.start()
+        except StateError as e:
+            raise SystemExit(f"scorer: {e}") from None
+        _keep_heap_frozen()
+        return create_app(self.scorer, max_concurrency=self.limit)
+
+    def run(self, *spawn_args, **spawn_kwargs):
+        try:
+            MPServer._spawn_wsgi_worker(*spawn_args, **spawn_kwargs)
+        finally:
+            if self.scorer is not None:
+                self.scorer.close()  # the in-process state is snapshotted on the way out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
     routing = shards_lib.load(args.shards)
     shard = None
     if args.shard:
@@ -121,56 +161,26 @@ def serve(args, sock: socket.socket) -> None:
             raise SystemExit(f"scorer: --shard {args.shard!r} is not in {args.shards} "
                              f"(it has {', '.join(routing.shards)})")
     limit = args.max_concurrency or (shard.tier.max_concurrency if shard else 64)
-    scorer = Scorer(open_store(args.store), load_definitions(args.defs), state_opener(args), routing,
-                    shard, poll_seconds=args.poll)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the state is saved on the way out
-    try:
-        scorer.start()
-        _keep_heap_frozen()
-        waitress.serve(create_app(scorer, max_concurrency=limit), sockets=[sock], threads=args.threads,
-                       connection_limit=limit + args.threads, _quiet=True)
-    except StateError as e:
-        raise SystemExit(f"scorer: {e}") from None
-    finally:
-        scorer.close()
-
-
-def _end_with_parent() -> None:
-    """A worker gets SIGTERM when the supervisor dies, even by SIGKILL (Linux prctl)."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(1024)
+    threads = args.threads or (shard.tier.threads if shard else 1)
+    counts = None
+    if args.workers > 1:
+        counts = tempfile.TemporaryDirectory(prefix="rh-scorer-metrics-")
+        metrics.share_between_processes(counts.name)
     logging.info("scorer on http://%s:%d (models %s, features %s, ingest %s, shard %s, %d worker(s))",
-                 args.host, sock.getsockname()[1], args.store, args.features_store, args.ingest,
+                 args.host, args.port, args.store, args.features_store, args.ingest,
                  args.shard or "(all tags)", args.workers)
-    if args.workers == 1:
-        serve(args, sock)
-        return 0
-    counts = tempfile.TemporaryDirectory(prefix="rh-scorer-metrics-")
-    metrics.share_between_processes(counts.name)
-    children = []
-    for _ in range(args.workers):
-        pid = os.fork()
-        if pid == 0:  # a worker: everything it uses is made after the fork
-            _end_with_parent()
-            try:
-                serve(args, sock)
-            finally:
-                os._exit(0)
-        children.append(pid)
-    signal.signal(signal.SIGTERM, lambda *_: [os.kill(c, signal.SIGTERM) for c in children])
-    for pid in children:
-        os.waitpid(pid, 0)
-        metrics.forget_process(pid)
-    counts.cleanup()
+    # granian: HTTP in Rust, the Flask app in `--threads` Python threads of each worker process
+    # (a worker process even with --workers 1, so the state's owner is always a worker). Past
+    # `limit` requests in the app the app answers 429; granian holds no more than that waiting.
+    server = MPServer("roundhouse.scoring.server", address=args.host, port=args.port,
+                      interface=Interfaces.WSGI, workers=args.workers, blocking_threads=threads,
+                      backpressure=limit + threads, backlog=1024, log_level=LogLevels.warning)
+    worker = _Worker(args, routing, shard, limit)
+    try:
+        server.serve(spawn_target=worker.run, target_loader=worker.app, wrap_loader=False)
+    finally:
+        if counts is not None:
+            counts.cleanup()
     return 0
 
 

@@ -157,6 +157,18 @@ def test_bad_bodies_get_a_400_naming_the_field(world, body, status, field):
     assert field in [f["field"] for f in out["fields"]], out
 
 
+def _send_raw(port: int, raw: bytes) -> bytes:
+    """What the server answers to raw bytes; b"" when it closes the connection, which it may
+    do before the client has finished sending."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            return sock.recv(4096)
+        except OSError:  # reset, or no longer connected
+            return b""
+
+
 def test_unknown_tags_oversized_bodies_and_raw_garbage_leave_the_server_answering(world):
     s = world["scorer"]
     assert call(s.base, "POST", "/v1/score/nope", charge(50))[0] == 404
@@ -164,10 +176,8 @@ def test_unknown_tags_oversized_bodies_and_raw_garbage_leave_the_server_answerin
     assert status == 413, out
     for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"\x00" * 5000,
                 b"POST /v1/score/fraud-prod HTTP/1.1\r\nContent-Length: 10\r\n\r\n{"):
-        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
-            sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(4096)
+        answer = _send_raw(s.port, raw)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), (raw[:40], answer[:200])
     status, out = s.score("fraud-prod", charge(51, card="card-after"))
     assert status == 200 and out["features"]["card_charges_1h"] == 0
 

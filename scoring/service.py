@@ -3,7 +3,8 @@
 A watcher thread polls the tag store; when a served tag moves (or a rollback moves it back),
 the new model is loaded and warmed with a request before it replaces the old one in one
 reference swap, so requests already running finish on the old model and no request waits
-for a load. A tag whose new model cannot be loaded keeps serving its previous model, and
+for a load. The last few models a process stopped serving stay loaded, so a rollback (or a
+move back) is a warm-up and a swap, not a load. A tag whose new model cannot be loaded keeps serving its previous model, and
 /healthz and the metrics say so. Models are served only with the features they were trained
 on: their record names the definition file and each feature's hash, checked against this
 scorer's definitions; tags whose models read the same definitions share one online state.
@@ -81,6 +82,7 @@ class Scorer:
         self.errors: dict[str, str] = {}  # tag -> why its current target is not what it serves
         self.states: dict[str, FeatureState] = {}
         self._failed: dict[str, str] = {}  # model ID -> load error, not retried every poll
+        self._recent: dict[str, Scorable] = {}  # model ID -> a model no longer served, oldest first
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.wanted: list[str] | None = None  # the tags of the last refresh; None before the first
@@ -120,6 +122,7 @@ class Scorer:
             self.errors.pop(tag, None)
             self.metrics.degraded.labels(tag).set(0)
             if current is not None:
+                self._keep(current.model)
                 self.metrics.serving.remove(tag, current.model.model_id)
                 self.metrics.moves.labels(tag).inc()
             self.metrics.serving.labels(tag, target).set(1)
@@ -144,7 +147,7 @@ class Scorer:
         if problems:
             raise LoadError("; ".join(problems))
         driver = {f.name for f in program.driver_stream.fields}
-        model = meta.load(self.store, model_id, driver)
+        model = self._recent.pop(model_id, None) or meta.load(self.store, model_id, driver)
         if fs.definitions not in self.states:
             self.states[fs.definitions] = self.open_state(program)
         # Warm-up: one prediction on an event with every field and feature missing.
@@ -152,6 +155,14 @@ class Scorer:
         seconds = time.perf_counter() - t0
         self.metrics.load.labels(model_id).set(seconds)
         return Serving(tag, model, fs.definitions, time.time(), seconds)
+
+    RECENT = 4  # models kept loaded after they stop being served
+
+    def _keep(self, model: Scorable) -> None:
+        self._recent.pop(model.model_id, None)
+        self._recent[model.model_id] = model
+        while len(self._recent) > self.RECENT:
+            self._recent.pop(next(iter(self._recent)))
 
     def start(self) -> None:
         self.refresh()

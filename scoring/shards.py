@@ -2,8 +2,12 @@
 
 scoring/shards.yaml is the checked-in table. A shard names the tags it serves, its tier and
 the URL its pool answers on; a tier sets the per-process concurrency limit past which a
-scorer answers 429 instead of queueing. A scorer started with `--shard NAME` loads only that
-shard's models; without --shard it serves every tag in the tag store (the local default).
+scorer answers 429 instead of queueing, and the Python threads each worker runs requests in
+(default 1, the fastest: Python runs one at a time). A limit answers 429 only once there are
+more threads than the limit, as the development tier has; below that, granian holds at most
+`limit` requests waiting and accepts no more connections. A scorer started with
+`--shard NAME` loads only that shard's models; without --shard it serves every tag in the tag
+store (the local default).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class ShardError(ValueError):
 class Tier:
     name: str
     max_concurrency: int
+    threads: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Routing:
 
     def to_dict(self) -> dict:
         return {"shards": {s.name: {"tier": s.tier.name, "max_concurrency": s.tier.max_concurrency,
-                                    "tags": list(s.tags), "url": s.url}
+                                    "threads": s.tier.threads, "tags": list(s.tags), "url": s.url}
                            for s in self.shards.values()},
                 "tags": {t: s.name for s in self.shards.values() for t in s.tags}}
 
@@ -62,7 +67,10 @@ def parse(data, where: str = "shards") -> Routing:
         limit = (body or {}).get("max_concurrency")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ShardError(f"{where}: tiers.{name}.max_concurrency: expected a positive integer")
-        tiers[name] = Tier(name, limit)
+        threads = (body or {}).get("threads", 1)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ShardError(f"{where}: tiers.{name}.threads: expected a positive integer")
+        tiers[name] = Tier(name, limit, threads)
     shards, owner = {}, {}
     for name, body in data["shards"].items():
         if not isinstance(body, dict):

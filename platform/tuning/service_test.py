@@ -49,7 +49,8 @@ def test_a_search_survives_a_restart_and_names_the_best_model(tmp_path):
         found = wait_search(svc, search_id, lambda s: s["state"] != "RUNNING")
         assert found["state"] == "SUCCEEDED", found
         trials = found["trials"]
-        assert [t["number"] for t in trials] == [0, 1, 2, 3] and all(t["state"] == "COMPLETE" for t in trials)
+        assert [t["number"] for t in trials] == [0, 1, 2, 3] and all(t["state"] == "COMPLETE" for t in trials), \
+            [(t["number"], t["state"], t.get("reason"), t["job_id"]) for t in trials]
         for t0 in before["trials"]:  # a trial asked before the kill kept its params and its job
             t1 = trials[t0["number"]]
             assert (t1["params"], t1["job_id"]) == (t0["params"], t0["job_id"])

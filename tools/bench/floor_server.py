@@ -1,16 +1,17 @@
-"""The floor of //tools/bench:scoring: the scorer's HTTP stack, Flask under waitress served
+"""The floor of //tools/bench:scoring: the scorer's HTTP stack, Flask under granian served
 as scoring/server.py serves it, with a score endpoint that answers a constant JSON. What the
 scorer takes beyond this is its own work.
 
-    floor_server --port N [--threads 8]
+    floor_server --port N [--threads 1]
 """
 
 import argparse
-import socket
 import sys
 
-import waitress
 from flask import Flask, jsonify, request
+from granian.constants import Interfaces
+from granian.log import LogLevels
+from granian.server import MPServer
 
 ANSWER = {"score": 0.5, "model_id": "floor", "tag": "floor", "leaves": ["floor"], "seq": 0}
 
@@ -34,15 +35,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    # The scorer's socket and waitress settings (64 is its default concurrency limit).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(1024)
-    waitress.serve(create_app(), sockets=[sock], threads=args.threads, connection_limit=64 + args.threads,
-                   _quiet=True)
+    # The scorer's granian settings (64 is its default concurrency limit).
+    app = create_app()
+    server = MPServer("floor", address=args.host, port=args.port, interface=Interfaces.WSGI,
+                      workers=1, blocking_threads=args.threads, backpressure=64 + args.threads,
+                      backlog=1024, log_level=LogLevels.warning)
+    server.serve(target_loader=lambda: app, wrap_loader=False)
     return 0
 
 

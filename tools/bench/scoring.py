@@ -1,7 +1,7 @@
 """Benchmark: single-event scoring latency (p50, p99) and throughput at 1 and 8 concurrent
 clients on loopback, side by side for
 
-    floor                          the scorer's HTTP stack (Flask under waitress, same thread
+    floor                          the scorer's HTTP stack (Flask under granian, same thread
                                    count) answering a constant JSON: tools/bench/floor_server.py
     roundhouse (memory)            //scoring:server, a 500-tree (--trees) depth-6 XGBoost model
                                    behind a tag, online features in process
@@ -54,7 +54,7 @@ FLOOR = RUNFILES / "tools" / "bench" / "floor_server"
 CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "roundhouse"
 
 CONCURRENCY = (1, 8)
-THREADS = 8  # request threads of the scorer and of the floor alike
+THREADS = 1  # Python request threads of the scorer (its default) and of the floor alike
 WARMUP_SECONDS = 3
 DEPTH = 6
 TAG = "fraud-bench"

@@ -41,6 +41,7 @@ class Merge(enum.Enum):
     # A distinct count: the regular members' count plus the number of the late members'
     # values that no regular member in the window has (the DuckDB target joins for those).
     DISTINCT = "distinct"
+    UNION = "union"  # sets of values (Spark's distinct count): their union; NULL over no events
 
 
 ZERO_MERGES = (Merge.ADD, Merge.DISTINCT)  # parts that are 0 over no events
@@ -53,12 +54,18 @@ class Part:
     merge: Merge
     present: bool = False  # over the events whose m is not NULL only (FILTER): ARG_MAX needs it
 
-    def sql(self, m: Node, seq: Node, cond: exp.Expr | None = None) -> exp.Expr:
+    def sql(self, m: Node, seq: Node, cond: exp.Expr | None = None, filter: bool = True
+            ) -> exp.Expr:
         """The aggregate over the member values m() (and seqs seq()), of the rows where `cond`
-        (if given) holds."""
+        (if given) holds: a FILTER clause, or with filter=False (Spark's window functions take
+        none) m and seq NULL elsewhere, which every part's aggregate skips."""
         conds = ([cond] if cond is not None else []) + ([not_null(m())] if self.present else [])
-        agg = self.build(m, seq)
-        return filtered(agg, and_(*conds)) if conds else agg
+        if not conds:
+            return self.build(m, seq)
+        if filter:
+            return filtered(self.build(m, seq), and_(*conds))
+        return self.build(lambda: case(and_(*_copies(conds)), m()),
+                          lambda: case(and_(*_copies(conds)), seq()))
 
     @property
     def zero(self) -> bool:
@@ -105,6 +112,11 @@ class BatchRule:
             return op(exp.Add, coalesce(regular(name), 0), coalesce(late(name), 0))
         if p.merge is Merge.DISTINCT:
             return op(exp.Add, coalesce(regular(name), 0), coalesce(late_distinct(), 0))
+        if p.merge is Merge.UNION:
+            return exp.Case(ifs=[exp.If(this=is_null(regular(name)), true=late(name)),
+                                 exp.If(this=is_null(late(name)), true=regular(name))],
+                            default=exp.Anonymous(this="ARRAY_UNION",
+                                                  expressions=[regular(name), late(name)]))
         if p.merge is Merge.LEAST:
             return least(regular(name), late(name))
         if p.merge is Merge.GREATEST:
@@ -118,6 +130,10 @@ class BatchRule:
         """The value from the parts' columns over all of a window's events (column(name))."""
         zero = {p.name for p in self.parts if p.zero}
         return self.value(lambda n: coalesce(column(n), 0) if n in zero else column(n), base)
+
+
+def _copies(nodes: list[exp.Expr]) -> list[exp.Expr]:
+    return [n.copy() for n in nodes]
 
 
 def _count(m: Node, seq: Node) -> exp.Expr:
@@ -160,9 +176,16 @@ RULES: dict[lang.Aggregate, BatchRule] = {
               present=True),), lambda p, base: p("v")),
 }
 
-# Per dialect, the rules it writes differently (none yet: FILTER, ARG_MAX/MAX_BY and the rest
-# are written by sqlglot in each dialect's spelling).
-OVERRIDES: dict[str, dict[lang.Aggregate, BatchRule]] = {"duckdb": {}, "spark": {}}
+# Per dialect, the rules it writes differently (FILTER, ARG_MAX/MAX_BY and the rest are
+# written by sqlglot in each dialect's spelling). Spark computes windows as window frames, whose
+# functions take no DISTINCT: a distinct count there is the size of the set of values.
+OVERRIDES: dict[str, dict[lang.Aggregate, BatchRule]] = {
+    "duckdb": {},
+    "spark": {lang.COUNT_DISTINCT: BatchRule(
+        (Part("c", lambda m, seq: exp.ArrayUniqueAgg(this=m()), Merge.UNION),),
+        lambda p, base: case(is_null(p("c")), cast(num(0), BIGINT),
+                             cast(exp.ArraySize(this=p("c")), BIGINT)))},
+}
 
 lang.require_rules(RULES, "the batch target (targets/batch/aggregates.py)")
 

@@ -39,9 +39,7 @@ from roundhouse.features.targets.batch import aggregates
 from roundhouse.features.targets.batch.sql import (
     alias, and_, BIGINT, case, cast, coalesce, col, cte, final_select, frame, greatest, HUGEINT,
     is_null, join, named_window, not_, not_null, num, op, or_, over, quote, render, select,
-    source, SqlExpr, table, union_all)
-
-SHIFT = 1 << 40  # seq < 2^40 (a trillion events) keeps o unique and ordered
+    seqs_out_of_range, SHIFT, source, SqlExpr, table, union_all)
 
 _T, _G, _SEQ = (lambda: col("t")), (lambda: col("g")), (lambda: col("seq"))
 
@@ -388,9 +386,9 @@ def materialize(program: ast.Program, events_path: str, out_path: str, threads: 
             registered = True
             lo = table.column("seq")[0].as_py() if table.num_rows else None
             hi = table.column("seq")[-1].as_py() if table.num_rows else None
-        if lo is not None and not (0 <= lo and hi < SHIFT):
-            raise events_mod.EventsError(f"{events_path}: seq must lie in [0, 2^40) for the "
-                                         "DuckDB target")
+        wrong = seqs_out_of_range(lo, hi)
+        if wrong:
+            raise events_mod.EventsError(f"{events_path}: {wrong}")
         query = BatchCompiler(program, in_order=is_in_order(con, "events_in")).sql("events_in")
         con.execute(f"COPY ({query}) TO '{_sql_path(out)}' (FORMAT parquet)")
     except duckdb.OutOfMemoryException as exc:

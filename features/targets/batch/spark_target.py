@@ -1,11 +1,28 @@
 """Batch target on Spark (pyspark; local mode in tests) for data past one machine.
 
-The same plan as the DuckDB target, in Spark SQL (a sqlglot tree, sql.py, written out in
-Spark's dialect). Spark's RANGE frames only take constant offsets, so the per-row frames of
-the DuckDB formulation are not available; each group is instead a join of driver events to
-the aggregated events of the same key with the exact membership condition (seq(x) < seq(e)
-and event_time(x) >= event_time(e) - w), aggregated per driver. Spark distributes the join by
-key; a hot key with a long window costs drivers x events of that key.
+The same plan as the DuckDB target (duckdb_target.py's doc has the window rule and the
+regular/late split), in Spark SQL (a sqlglot tree, sql.py, written out in Spark's dialect),
+formulated so that no step needs one machine: no window over the whole log, no join of a
+driver to every event of its key.
+
+* g, the largest event_time of all earlier events, in two stages: a running maximum within
+  blocks of BLOCK seqs and one over the blocks' maxima.
+* A window's regular members (event_time >= g) by window frames over
+  o = max(g, t) * 2^40 + seq (DECIMAL(38, 0)). Spark's RANGE offsets are constants; for a
+  driver e and a regular member x before it, o(e) - o(x) <= w * 2^40 + 2^40 - 1 is exactly
+  event_time(x) >= G - w, G = max(g(e), t(e)) (regular events are monotone in (t, seq)). For a
+  regular driver G is its own event_time: the frame is its regular members.
+* The rest by joins bucketed by time: the late members of every driver that is not too late
+  (they lie in [t - W, t + L], two buckets of width W + L, W the longest window), and, for a
+  late driver (t < g), the regular members in [t - w, g - w) that its frame leaves out (a span
+  under L: two buckets of width L). Both sides merge as each aggregation's rule says
+  (aggregates.py); a distinct count is a set of values (Spark's window functions take no
+  DISTINCT), merged by union.
+* Lifetime aggregations are cumulative frames in seq order; labels a join on the key within
+  two buckets of the longest forward window.
+
+A frame costs the events in it: a hot key with a long window costs its drivers times its
+events in the window (no more: not every event of the key); the joins cost the late events.
 
 materialize reads the events with Spark's reader (schemas checked first from the Parquet
 footers, transport/scan.py) and writes the table with Spark's writer as a Parquet dataset in
@@ -24,9 +41,11 @@ from sqlglot import exp
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.plan.plan import field_base, field_columns, make_plan, Slot
 from roundhouse.features.targets.batch import aggregates, sql
+from roundhouse.features.plan.plan import Group
 from roundhouse.features.targets.batch.sql import (
-    alias, and_, case, coalesce, col, cte, final_select, frame, is_null, join, num, op, or_, over,
-    select, SqlExpr, table)
+    alias, and_, BIGINT, case, cast, coalesce, col, cte, final_select, frame, greatest, is_null,
+    join, named_window, not_, not_null, num, op, or_, over, select, SHIFT, SqlExpr, table,
+    union_all)
 from roundhouse.features.transport import events as events_mod
 from roundhouse.features.transport import scan
 
@@ -101,6 +120,7 @@ class SparkCompiler:
         self.program = program
         self.labels = labels
         self.plan = make_plan(program, labels)
+        self.where_sql = SqlExpr(lambda e: col(e.name))
 
     def sql(self, events: str | exp.Expr) -> str:
         """`events` is a table (or temporary view) name, or a table node."""
@@ -109,60 +129,28 @@ class SparkCompiler:
     def query(self, events: str | exp.Expr) -> exp.Select:
         """The query as a tree (see `sql`), written out in the Spark dialect."""
         p = self.program
-        seq, t = (lambda: col("seq")), (lambda: col("t"))
-        before = over(exp.Max(this=t()), order=[seq()], spec=frame("ROWS", "UNBOUNDED", num(1)))
-        too_late = coalesce(op(exp.LT, t(), op(exp.Sub, before, p.lateness_micros)), False)
-        ctes = [
-            cte("ev", select([seq(), alias(exp.UnixMicros(this=col("event_time")), "t"),
-                              col("stream"), *(col(n) for n, _ in field_columns(p))],
-                             sql.source(events, "spark"))),
-            cte("drv", select([exp.Star()], exp.Subquery(this=select(
-                [exp.Star(), alias(too_late, "too_late")], "ev")), where=_stream_is(p.driver))),
-        ]
+        ctes = [cte("ev", select([_SEQ(), alias(exp.UnixMicros(this=col("event_time")), "t"),
+                                  col("stream"), *(col(n) for n, _ in field_columns(p))],
+                                 sql.source(events, "spark"))),
+                *self._running_max(),
+                cte("drv", select([exp.Star(), alias(self._too_late(), "too_late")], "evg",
+                                  where=_stream_is(p.driver)))]
         joins, agg_sql = [], {}
-        where_x = SqlExpr(lambda e: col(e.name, "x"))
-        xt, dt = (lambda: col("t", "x")), (lambda: col("t", "d"))
         for gi, g in enumerate(self.plan.groups):
             name = f"g{gi}"
-            on = [op(exp.EQ, col(sf, "x"), col(df, "d"))
-                  for sf, df in zip(g.stream_keys, g.driver_keys)]
-            if g.kind == "forward":
-                time_on = [op(exp.GTE, xt(), dt()),
-                           op(exp.LTE, xt(), op(exp.Add, dt(), g.max_window)),
-                           op(exp.NEQ, col("seq", "x"), col("seq", "d"))]
-            elif g.kind == "lifetime":
-                time_on = [op(exp.LT, col("seq", "x"), col("seq", "d"))]
+            if g.kind == "window":
+                ctes += self._window_group(name, g)
+                joins += [join(table(f"{name}_w"), using=["seq"], side="LEFT"),
+                          join(table(f"{name}_la"), using=["seq"], side="LEFT")]
+                for s in g.slots:
+                    agg_sql[s.name] = self._combine_window(s)
             else:
-                time_on = [op(exp.LT, col("seq", "x"), col("seq", "d")),
-                           op(exp.GTE, xt(), op(exp.Sub, dt(), g.max_window))]
-            aggs = []
-            for s in g.slots:
-                a = s.agg
-
-                def cond(a=a, g=g) -> exp.Expr:
-                    conds = []
-                    if g.kind == "window":
-                        conds.append(op(exp.GTE, xt(), op(exp.Sub, dt(), a.window.micros)))
-                    if g.kind == "forward":
-                        conds.append(op(exp.LTE, xt(), op(exp.Add, dt(), a.window.micros)))
-                    if a.where is not None:
-                        conds.append(where_x(a.where))
-                    return and_(*conds) if conds else exp.true()
-
-                def m(a=a, cond=cond) -> exp.Expr:
-                    return case(cond(), aggregates.member_value(a, lambda f: col(f, "x")))
-
-                n = s.name
-                aggs += [alias(part.sql(m, lambda: col("seq", "x")), f"{n}_{part.name}")
-                         for part in _rule(s).parts]
-                agg_sql[n] = self._combine(s)
-            ctes.append(cte(name, select(
-                [alias(col("seq", "d"), "seq"), *aggs], table("drv", "d"),
-                joins=[join(table("ev", "x"), on=and_(_stream_is(g.stream, "x"), *on,
-                                                      *time_on))],
-                group=[col("seq", "d")])))
-            joins.append(join(table(name), on=op(exp.EQ, col("seq", name), col("seq", "drv")),
-                              side="LEFT"))
+                ctes += (self._lifetime_group(name, g) if g.kind == "lifetime"
+                         else self._forward_group(name, g))
+                joins.append(join(table(f"{name}_a"), using=["seq"], side="LEFT"))
+                for s in g.slots:
+                    agg_sql[s.name] = _rule(s).total(lambda n, s=s: col(f"{n}{s.name}"),
+                                                     field_base(p, s.agg))
         base = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
         base += [alias(col(f.name, "drv"), f.name) for f in p.driver_stream.fields]
         for g in self.plan.groups:
@@ -174,10 +162,211 @@ class SparkCompiler:
         ctes.append(cte("base", select(base, "drv", joins=joins)))
         return final_select(p, self.plan, ctes, self.labels)
 
-    def _combine(self, s: Slot) -> exp.Expr:
-        """The slot's value from its parts' columns (<slot>_<part>)."""
-        return _rule(s).total(lambda part: col(f"{s.name}_{part}"),
-                              field_base(self.program, s.agg))
+    # ------------------------------------------------------------------ the running maximum
+    def _running_max(self) -> list[exp.CTE]:
+        """evg: ev with g, the largest event_time of all earlier events, in two stages so that
+        no window holds the whole log in one partition: within blocks of BLOCK seqs, and over
+        the blocks' maxima (one row a block)."""
+        blk = alias(cast(exp.Floor(this=op(exp.Div, _SEQ(), BLOCK)), BIGINT), "blk")
+        before = frame("ROWS", "UNBOUNDED", num(1))
+        return [
+            cte("evb", select([exp.Star(), blk], "ev")),
+            cte("blkg", select([col("blk"), alias(over(exp.Max(this=exp.Max(this=_T())),
+                                                       order=[col("blk")], spec=before), "gp")],
+                               "evb", group=[col("blk")])),
+            cte("evg", select([exp.Star(), alias(greatest(
+                over(exp.Max(this=_T()), partition=[col("blk")], order=[_SEQ()], spec=before),
+                col("gp")), "g")], "evb", joins=[join(table("blkg"), using=["blk"],
+                                                      side="LEFT")])),
+        ]
+
+    def _too_late(self) -> exp.Expr:
+        """t more than the allowed lateness behind g (false when g is null)."""
+        return coalesce(op(exp.LT, _T(), op(exp.Sub, _G(), self.program.lateness_micros)),
+                        False)
+
+    # ------------------------------------------------------------------ groups
+    def _rows(self, name: str, g: Group) -> exp.CTE:
+        """Member rows (the aggregated stream) and driver rows of one group, keys non-null,
+        each with `reg`: not behind any earlier event (see the module doc)."""
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+        same = g.stream == self.program.driver and g.stream_keys == g.driver_keys
+        reg = alias(or_(is_null(_G()), op(exp.GTE, _T(), _G())), "reg")
+        sel = select(
+            [_SEQ(), _T(), _G(), reg, *(alias(col(f), k) for f, k in zip(g.stream_keys, ks)),
+             alias(exp.true(), "is_s"), alias(exp.Boolean(this=same), "is_d"),
+             alias(self._too_late() if same else exp.false(), "tl"),
+             *(alias(_member_value(s, self.where_sql), _m(s)) for s in g.slots)],
+            "evg", where=and_(_stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
+        if not same:
+            sel = union_all(sel, select(
+                [_SEQ(), _T(), _G(), reg.copy(),
+                 *(alias(col(f), k) for f, k in zip(g.driver_keys, ks)),
+                 exp.false(), exp.true(), self._too_late(),
+                 *(alias(exp.Null(), _m(s)) for s in g.slots)],
+                "evg", where=and_(_stream_is(self.program.driver),
+                                  *(not_null(col(f)) for f in g.driver_keys))))
+        return cte(f"{name}_rows", sel)
+
+    def _window_group(self, name: str, g: Group) -> list[exp.CTE]:
+        """A driver's members: the regular ones with event_time >= G - w, where G is the
+        driver's max(g, t), by window frames; the others (late members, and for a late driver
+        the regular ones in [t - w, G - w)) by joins bucketed by time (see the module doc)."""
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+        windows = sorted({s.agg.window.micros for s in g.slots})
+        lateness = self.program.lateness_micros
+        # o = max(g, t) * 2^40 + seq, exactly (DECIMAL(38, 0)); regular members' m in rm*
+        placed = op(exp.Add, op(exp.Mul, cast(greatest(coalesce(_G(), _T()), _T()), DECIMAL),
+                                cast(num(SHIFT), DECIMAL)), _SEQ())
+        ctes = [self._rows(name, g), cte(f"{name}_c", select(
+            [exp.Star(), alias(placed, "o"),
+             *(alias(case(and_(col("is_s"), col("reg")), col(_m(s))), "r" + _m(s))
+               for s in g.slots)], f"{name}_rows"))]
+        # Frames: RANGE offsets are constants in Spark, and o - (w * 2^40 + 2^40 - 1) is, for
+        # a regular member before the driver, exactly event_time >= G - w (seq < 2^40).
+        wdefs = [named_window(f"w{w}", [col(k) for k in ks], [col("o")], frame(
+            "RANGE", cast(num(w * SHIFT + SHIFT - 1), DECIMAL), cast(num(1), DECIMAL)))
+            for w in windows]
+        cols = []
+        for s in g.slots:
+            m, w, i = "r" + _m(s), f"w{s.agg.window.micros}", s.name
+            cols += [alias(over(part.sql(lambda m=m: col(m), _SEQ, filter=False), w),
+                           f"r{part.name}{i}") for part in _rule(s).with_seqs()]
+        ctes.append(cte(f"{name}_w", select(
+            [_SEQ(), *(col(c.alias) for c in cols)],
+            exp.Subquery(this=select([_SEQ(), col("is_d"), *cols], f"{name}_c", windows=wdefs)),
+            where=col("is_d"))))
+        # Late members of every driver that is not too late: they lie in [t - W, t + L]
+        # (W the longest window), at most two buckets of width W + L.
+        wide = max(windows[-1] + lateness, 1)
+        narrow = max(lateness, 1)
+        member_cols = [_SEQ(), _T(), *(col(k) for k in ks), *(col(_m(s)) for s in g.slots)]
+        ctes.append(cte(f"{name}_late", select(
+            [*member_cols, alias(_bucket(_T(), wide), "b")], f"{name}_c",
+            where=and_(col("is_s"), not_(col("reg"))))))
+        ctes.append(cte(f"{name}_ld", select(
+            [_SEQ(), _T(), _G(), *(col(k) for k in ks),
+             alias(_buckets(op(exp.Sub, _T(), windows[-1]), wide), "b")], f"{name}_c",
+            where=and_(col("is_d"), not_(col("tl"))))))
+        # Regular members of a late driver (t < g) below its frame, in [t - w, g - w): a span
+        # shorter than L, so at most two buckets of width L.
+        ctes.append(cte(f"{name}_reg", select(
+            [*member_cols, alias(_bucket(_T(), narrow), "b")], f"{name}_c",
+            where=and_(col("is_s"), col("reg")))))
+        same_keys = [op(exp.EQ, col(k, "d"), col(k, "x")) for k in ks]
+        pairs = select(
+            [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"),
+             alias(col("seq", "x"), "xseq"), alias(col("t", "x"), "xt"),
+             alias(cast(exp.Null(), BIGINT), "bw"), *(col(_m(s), "x") for s in g.slots)],
+            table(f"{name}_ld", "d"), joins=[join(table(f"{name}_late", "x"), on=and_(
+                *same_keys, op(exp.EQ, col("b", "d"), col("b", "x")),
+                op(exp.LT, col("seq", "x"), col("seq", "d")),
+                op(exp.GTE, col("t", "x"), op(exp.Sub, col("t", "d"), windows[-1]))))])
+        for w in windows:
+            late_driver = select(
+                [_SEQ(), _T(), _G(), *(col(k) for k in ks),
+                 alias(_buckets(op(exp.Sub, _T(), w), narrow), "b")], f"{name}_c",
+                where=and_(col("is_d"), not_(col("tl")), not_(col("reg"))))
+            pairs = union_all(pairs, select(
+                [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"),
+                 alias(col("seq", "x"), "xseq"), alias(col("t", "x"), "xt"),
+                 alias(cast(num(w), BIGINT), "bw"), *(col(_m(s), "x") for s in g.slots)],
+                exp.Subquery(this=late_driver, alias=exp.TableAlias(this=sql.ident("d"))),
+                joins=[join(table(f"{name}_reg", "x"), on=and_(
+                    *(op(exp.EQ, col(k, "d"), col(k, "x")) for k in ks),
+                    op(exp.EQ, col("b", "d"), col("b", "x")),
+                    op(exp.LT, col("seq", "x"), col("seq", "d")),
+                    op(exp.GTE, col("t", "x"), op(exp.Sub, col("t", "d"), w)),
+                    op(exp.LT, col("t", "x"), op(exp.Sub, col("g", "d"), w))))]))
+        ctes.append(cte(f"{name}_lp", pairs))
+        lcols = []
+        for s in g.slots:
+            m, i, w = _m(s), s.name, s.agg.window.micros
+            mine = or_(and_(is_null(col("bw")), op(exp.GTE, col("xt"), op(exp.Sub, col("dt"), w))),
+                       op(exp.EQ, col("bw"), w))
+            lcols += [alias(part.sql(lambda m=m: col(m), lambda: col("xseq"), mine.copy()),
+                            f"l{part.name}{i}") for part in _rule(s).with_seqs()]
+        ctes.append(cte(f"{name}_la", select([_SEQ(), *lcols], f"{name}_lp", group=[_SEQ()])))
+        return ctes
+
+    def _combine_window(self, s: Slot) -> exp.Expr:
+        """A window slot's value from its parts over the frame's members (r<part><slot>) and
+        the joined ones (l<part><slot>), merged (aggregates.Merge)."""
+        i, rule = s.name, _rule(s)
+        return rule.value(lambda name: rule.merged(
+            name, lambda n: col(f"r{n}{i}"), lambda n: col(f"l{n}{i}"), None),
+            field_base(self.program, s.agg))
+
+    def _lifetime_group(self, name: str, g: Group) -> list[exp.CTE]:
+        """Every earlier member of the key: a cumulative frame in seq order (a member that is
+        also the driver comes after itself: is_s orders it last among equal seqs)."""
+        ks = [f"k{i}" for i in range(len(g.stream_keys))]
+        cols = [alias(over(part.sql(lambda s=s: col(_m(s)), _SEQ, filter=False),
+                           partition=[col(k) for k in ks], order=[_SEQ(), col("is_s")],
+                           spec=frame("ROWS", "UNBOUNDED", num(1))), f"{part.name}{s.name}")
+                for s in g.slots for part in _rule(s).parts]
+        inner = select([_SEQ(), col("is_d"), *cols], f"{name}_rows")
+        outer = [_SEQ(), *(col(c.alias) for c in cols)]
+        return [self._rows(name, g),
+                cte(f"{name}_a", select(outer, exp.Subquery(this=inner), where=col("is_d")))]
+
+    def _forward_group(self, name: str, g: Group) -> list[exp.CTE]:
+        """Labels: x counts when event_time(e) <= event_time(x) <= event_time(e) + w, x != e;
+        joined by key within two buckets of width W (the longest window)."""
+        width = max(g.max_window, 1)
+        where_x = SqlExpr(lambda e: col(e.name, "x"))
+        cols = []
+        for s in g.slots:
+            a = s.agg
+
+            def member(a=a) -> exp.Expr:
+                inw = op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), a.window.micros))
+                return case(inw if a.where is None else and_(inw, where_x(a.where)),
+                            aggregates.member_value(a, lambda f: col(f, "x")))
+
+            cols += [alias(part.sql(member, lambda: col("seq", "x")), f"{part.name}{s.name}")
+                     for part in _rule(s).parts]
+        drivers = select([exp.Star(), alias(_buckets(_T(), width), "b")], "drv",
+                         where=and_(*(not_null(col(k)) for k in g.driver_keys)))
+        stream = select([exp.Star(), alias(_bucket(_T(), width), "b")], "ev",
+                        where=_stream_is(g.stream))
+        on = and_(*(op(exp.EQ, col(sf, "x"), col(df, "d"))
+                    for sf, df in zip(g.stream_keys, g.driver_keys)),
+                  op(exp.EQ, col("b", "x"), col("b", "d")),
+                  op(exp.GTE, col("t", "x"), col("t", "d")),
+                  op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), g.max_window)),
+                  op(exp.NEQ, col("seq", "x"), col("seq", "d")))
+        return [cte(f"{name}_a", select(
+            [alias(col("seq", "d"), "seq"), *cols],
+            exp.Subquery(this=drivers, alias=exp.TableAlias(this=sql.ident("d"))),
+            joins=[join(exp.Subquery(this=stream, alias=exp.TableAlias(this=sql.ident("x"))),
+                        on=on)], group=[col("seq", "d")]))]
+
+
+BLOCK = 1 << 20  # seqs per block of the running maximum
+
+_T, _G, _SEQ = (lambda: col("t")), (lambda: col("g")), (lambda: col("seq"))
+DECIMAL = exp.DataType.build("DECIMAL(38, 0)")
+
+
+def _m(slot: Slot) -> str:
+    return f"m{slot.index}"
+
+
+def _member_value(slot: Slot, where_sql) -> exp.Expr:
+    """The value an aggregated event contributes; NULL means it does not count."""
+    value = aggregates.member_value(slot.agg, col)
+    return value if slot.agg.where is None else case(where_sql(slot.agg.where), value)
+
+
+def _bucket(t: exp.Expr, width: int) -> exp.Expr:
+    return cast(exp.Floor(this=op(exp.Div, t, width)), BIGINT)
+
+
+def _buckets(start: exp.Expr, width: int) -> exp.Expr:
+    """The two buckets an interval [start, start + width] can touch, one row each."""
+    return exp.Explode(this=exp.Array(expressions=[_bucket(start, width),
+                                                   op(exp.Add, _bucket(start.copy(), width), 1)]))
 
 
 def _rule(s: Slot) -> aggregates.BatchRule:
@@ -193,6 +382,10 @@ def run(program: ast.Program, table: pa.Table, labels: bool = True) -> pa.Table:
     spark = session()
     if not table.num_rows:
         return events_mod.output_schema(program, labels).empty_table()
+    seqs = table.column("seq")
+    wrong = sql.seqs_out_of_range(seqs[0].as_py(), seqs[-1].as_py())  # conformed: in seq order
+    if wrong:
+        raise events_mod.EventsError(wrong)
     df = spark.createDataFrame(table)  # Spark 4 takes Arrow tables directly
     view = f"events_{os.getpid()}"
     df.createOrReplaceTempView(view)
@@ -235,6 +428,9 @@ def materialize(program: ast.Program, events_path: str, out_path: str,
     try:
         row = spark.sql(scan.checks_sql(program, view, quote)).collect()[0].asDict()
         scan.raise_for(row, program, events_path)
+        wrong = sql.seqs_out_of_range(row["min_seq"], row["max_seq"])
+        if wrong:
+            raise events_mod.EventsError(f"{events_path}: {wrong}")
         result = spark.sql(SparkCompiler(program).sql(view))  # ends with ORDER BY seq
         schema = events_mod.output_schema(program, True)
         result = result.select([_nullable(result, f.name, F.col(quote(f.name)).cast(

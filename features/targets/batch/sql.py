@@ -117,6 +117,16 @@ DOUBLE = exp.DataType.Type.DOUBLE
 BOOLEAN = exp.DataType.Type.BOOLEAN
 STRING = exp.DataType.Type.TEXT  # VARCHAR in DuckDB, STRING in Spark
 HUGEINT = exp.DataType.Type.INT128
+# Both targets order a window's events by o = time * SHIFT + seq, exactly: seq < 2^40 (a
+# trillion events) keeps o unique and ordered.
+SHIFT = 1 << 40
+
+
+def seqs_out_of_range(lo: int | None, hi: int | None) -> str | None:
+    """Why a log whose seqs run from lo to hi (None: no events) cannot be ordered by o."""
+    if lo is not None and not (0 <= lo and hi < SHIFT):
+        return f"seq must lie in [0, 2^40) for the batch targets (it runs from {lo} to {hi})"
+    return None
 TYPES = {Base.INT: BIGINT, Base.FLOAT: DOUBLE, Base.BOOL: BOOLEAN, Base.STRING: STRING}
 
 
