@@ -12,17 +12,19 @@ driver to every event of its key.
   driver e and a regular member x before it, o(e) - o(x) <= w * 2^40 + 2^40 - 1 is exactly
   event_time(x) >= G - w, G = max(g(e), t(e)) (regular events are monotone in (t, seq)). For a
   regular driver G is its own event_time: the frame is its regular members.
-* The rest by joins bucketed by time: the late members of every driver that is not too late
-  (they lie in [t - W, t + L], two buckets of width W + L, W the longest window), and, for a
-  late driver (t < g), the regular members in [t - w, g - w) that its frame leaves out (a span
-  under L: two buckets of width L). Both sides merge as each aggregation's rule says
-  (aggregates.py); a distinct count is a set of values (Spark's window functions take no
-  DISTINCT), merged by union.
+* The rest by one join per group, bucketed by time: the late members of every driver that
+  is not too late, and, for a late driver (t < g), the regular members in [t - w, g - w) that
+  its frame leaves out; all lie in [t - W, t + L] (W the longest window), two buckets of width
+  W + L. Both sides merge as each aggregation's rule says (aggregates.py); a distinct count is
+  a set of values (Spark's window functions take no DISTINCT), merged by union.
+* When the log is in order (`is_in_order`, checked by materialize), the frames alone, as in
+  the DuckDB target.
 * Lifetime aggregations are cumulative frames in seq order; labels a join on the key within
   two buckets of the longest forward window.
 
-A frame costs the events in it: a hot key with a long window costs its drivers times its
-events in the window (no more: not every event of the key); the joins cost the late events.
+A frame costs the rows in it: a hot key with a long window costs its drivers times its rows
+in the window (no more: not every event of the key); the join costs the late events, and a
+late driver the events of its key near it in time.
 
 materialize reads the events with Spark's reader (schemas checked first from the Parquet
 footers, transport/scan.py) and writes the table with Spark's writer as a Parquet dataset in
@@ -116,9 +118,13 @@ def session(master: str | None = None, conf: dict[str, str] | None = None):
 
 
 class SparkCompiler:
-    def __init__(self, program: ast.Program, labels: bool = True):
+    def __init__(self, program: ast.Program, labels: bool = True, in_order: bool = False):
+        """in_order: the caller has checked that event_time never decreases with seq
+        (`is_in_order`): then every event is regular and no driver is too late, and the query
+        is the frames alone, as the DuckDB target's is (duckdb_target.BatchCompiler)."""
         self.program = program
         self.labels = labels
+        self.in_order = in_order
         self.plan = make_plan(program, labels)
         self.where_sql = SqlExpr(lambda e: col(e.name))
 
@@ -132,7 +138,8 @@ class SparkCompiler:
         ctes = [cte("ev", select([_SEQ(), alias(exp.UnixMicros(this=col("event_time")), "t"),
                                   col("stream"), *(col(n) for n, _ in field_columns(p))],
                                  sql.source(events, "spark"))),
-                *self._running_max(),
+                *(self._running_max() if not self.in_order else [cte("evg", select(
+                    [exp.Star(), alias(cast(exp.Null(), BIGINT), "g")], "ev"))]),
                 cte("drv", select([exp.Star(), alias(self._too_late(), "too_late")], "evg",
                                   where=_stream_is(p.driver)))]
         joins, agg_sql = [], {}
@@ -140,8 +147,9 @@ class SparkCompiler:
             name = f"g{gi}"
             if g.kind == "window":
                 ctes += self._window_group(name, g)
-                joins += [join(table(f"{name}_w"), using=["seq"], side="LEFT"),
-                          join(table(f"{name}_la"), using=["seq"], side="LEFT")]
+                joins.append(join(table(f"{name}_w"), using=["seq"], side="LEFT"))
+                if not self.in_order:
+                    joins.append(join(table(f"{name}_la"), using=["seq"], side="LEFT"))
                 for s in g.slots:
                     agg_sql[s.name] = self._combine_window(s)
             else:
@@ -167,10 +175,9 @@ class SparkCompiler:
         """evg: ev with g, the largest event_time of all earlier events, in two stages so that
         no window holds the whole log in one partition: within blocks of BLOCK seqs, and over
         the blocks' maxima (one row a block)."""
-        blk = alias(cast(exp.Floor(this=op(exp.Div, _SEQ(), BLOCK)), BIGINT), "blk")
         before = frame("ROWS", "UNBOUNDED", num(1))
         return [
-            cte("evb", select([exp.Star(), blk], "ev")),
+            cte("evb", select([exp.Star(), _block()], "ev")),
             cte("blkg", select([col("blk"), alias(over(exp.Max(this=exp.Max(this=_T())),
                                                        order=[col("blk")], spec=before), "gp")],
                                "evb", group=[col("blk")])),
@@ -236,66 +243,58 @@ class SparkCompiler:
             [_SEQ(), *(col(c.alias) for c in cols)],
             exp.Subquery(this=select([_SEQ(), col("is_d"), *cols], f"{name}_c", windows=wdefs)),
             where=col("is_d"))))
-        # Late members of every driver that is not too late: they lie in [t - W, t + L]
-        # (W the longest window), at most two buckets of width W + L.
-        wide = max(windows[-1] + lateness, 1)
-        narrow = max(lateness, 1)
-        member_cols = [_SEQ(), _T(), *(col(k) for k in ks), *(col(_m(s)) for s in g.slots)]
-        ctes.append(cte(f"{name}_late", select(
-            [*member_cols, alias(_bucket(_T(), wide), "b")], f"{name}_c",
-            where=and_(col("is_s"), not_(col("reg"))))))
-        ctes.append(cte(f"{name}_ld", select(
-            [_SEQ(), _T(), _G(), *(col(k) for k in ks),
-             alias(_buckets(op(exp.Sub, _T(), windows[-1]), wide), "b")], f"{name}_c",
-            where=and_(col("is_d"), not_(col("tl"))))))
-        # Regular members of a late driver (t < g) below its frame, in [t - w, g - w): a span
-        # shorter than L, so at most two buckets of width L.
-        ctes.append(cte(f"{name}_reg", select(
-            [*member_cols, alias(_bucket(_T(), narrow), "b")], f"{name}_c",
-            where=and_(col("is_s"), col("reg")))))
-        same_keys = [op(exp.EQ, col(k, "d"), col(k, "x")) for k in ks]
+        if self.in_order:
+            return ctes
+        return ctes + self._joined(name, g, ks, windows)
+
+    def _joined(self, name: str, g: Group, ks: list[str], windows: list[int]) -> list[exp.CTE]:
+        """The members a frame leaves out, by one join bucketed by time, for drivers that are
+        not too late: a regular driver's late members, a late driver's (t < g) late members and
+        its regular members in [t - w, g - w). Every such member lies in [t - W, t + L] (W the
+        longest window): two buckets of width W + L. The join key `wl` keeps regular drivers
+        from meeting regular events at all: such a driver asks for late events only (wl true),
+        a late driver for every event (wl false); a late event answers both, a regular one
+        only the second."""
+        wide = max(windows[-1] + self.program.lateness_micros, 1)
+        drivers = select([_SEQ(), _T(), _G(), *(col(k) for k in ks), alias(col("reg"), "wl"),
+                          alias(_buckets(op(exp.Sub, _T(), windows[-1]), wide), "b")],
+                         f"{name}_c", where=and_(col("is_d"), not_(col("tl"))))
+        members = select([_SEQ(), _T(), col("reg"), *(col(k) for k in ks),
+                          *(col(_m(s)) for s in g.slots), alias(_bucket(_T(), wide), "b"),
+                          alias(exp.Explode(this=case(col("reg"), exp.Array(expressions=[
+                              exp.false()]), exp.Array(expressions=[exp.true(), exp.false()]))),
+                                "wl")],
+                         f"{name}_c", where=col("is_s"))
+        on = and_(*(op(exp.EQ, col(k, "d"), col(k, "x")) for k in ks + ["b", "wl"]),
+                  op(exp.LT, col("seq", "x"), col("seq", "d")),
+                  op(exp.GTE, col("t", "x"), op(exp.Sub, col("t", "d"), windows[-1])))
         pairs = select(
-            [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"),
+            [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"), alias(col("g", "d"), "dg"),
              alias(col("seq", "x"), "xseq"), alias(col("t", "x"), "xt"),
-             alias(cast(exp.Null(), BIGINT), "bw"), *(col(_m(s), "x") for s in g.slots)],
-            table(f"{name}_ld", "d"), joins=[join(table(f"{name}_late", "x"), on=and_(
-                *same_keys, op(exp.EQ, col("b", "d"), col("b", "x")),
-                op(exp.LT, col("seq", "x"), col("seq", "d")),
-                op(exp.GTE, col("t", "x"), op(exp.Sub, col("t", "d"), windows[-1]))))])
-        for w in windows:
-            late_driver = select(
-                [_SEQ(), _T(), _G(), *(col(k) for k in ks),
-                 alias(_buckets(op(exp.Sub, _T(), w), narrow), "b")], f"{name}_c",
-                where=and_(col("is_d"), not_(col("tl")), not_(col("reg"))))
-            pairs = union_all(pairs, select(
-                [alias(col("seq", "d"), "seq"), alias(col("t", "d"), "dt"),
-                 alias(col("seq", "x"), "xseq"), alias(col("t", "x"), "xt"),
-                 alias(cast(num(w), BIGINT), "bw"), *(col(_m(s), "x") for s in g.slots)],
-                exp.Subquery(this=late_driver, alias=exp.TableAlias(this=sql.ident("d"))),
-                joins=[join(table(f"{name}_reg", "x"), on=and_(
-                    *(op(exp.EQ, col(k, "d"), col(k, "x")) for k in ks),
-                    op(exp.EQ, col("b", "d"), col("b", "x")),
-                    op(exp.LT, col("seq", "x"), col("seq", "d")),
-                    op(exp.GTE, col("t", "x"), op(exp.Sub, col("t", "d"), w)),
-                    op(exp.LT, col("t", "x"), op(exp.Sub, col("g", "d"), w))))]))
-        ctes.append(cte(f"{name}_lp", pairs))
-        lcols = []
+             alias(col("reg", "x"), "xreg"), *(col(_m(s), "x") for s in g.slots)],
+            exp.Subquery(this=drivers, alias=exp.TableAlias(this=sql.ident("d"))),
+            joins=[join(exp.Subquery(this=members, alias=exp.TableAlias(this=sql.ident("x"))),
+                        on=on)])
+        cols = []
         for s in g.slots:
             m, i, w = _m(s), s.name, s.agg.window.micros
-            mine = or_(and_(is_null(col("bw")), op(exp.GTE, col("xt"), op(exp.Sub, col("dt"), w))),
-                       op(exp.EQ, col("bw"), w))
-            lcols += [alias(part.sql(lambda m=m: col(m), lambda: col("xseq"), mine.copy()),
-                            f"l{part.name}{i}") for part in _rule(s).with_seqs()]
-        ctes.append(cte(f"{name}_la", select([_SEQ(), *lcols], f"{name}_lp", group=[_SEQ()])))
-        return ctes
+            # in the slot's window; a regular member below the late driver's frame only
+            mine = and_(op(exp.GTE, col("xt"), op(exp.Sub, col("dt"), w)),
+                        or_(not_(col("xreg")), op(exp.LT, col("xt"), op(exp.Sub, col("dg"), w))))
+            cols += [alias(part.sql(lambda m=m: col(m), lambda: col("xseq"), mine.copy()),
+                           f"l{part.name}{i}") for part in _rule(s).with_seqs()]
+        return [cte(f"{name}_lp", pairs),
+                cte(f"{name}_la", select([_SEQ(), *cols], f"{name}_lp", group=[_SEQ()]))]
 
     def _combine_window(self, s: Slot) -> exp.Expr:
         """A window slot's value from its parts over the frame's members (r<part><slot>) and
         the joined ones (l<part><slot>), merged (aggregates.Merge)."""
         i, rule = s.name, _rule(s)
-        return rule.value(lambda name: rule.merged(
-            name, lambda n: col(f"r{n}{i}"), lambda n: col(f"l{n}{i}"), None),
-            field_base(self.program, s.agg))
+        base = field_base(self.program, s.agg)
+        if self.in_order:  # the frame holds every member
+            return rule.total(lambda n: col(f"r{n}{i}"), base)
+        return rule.value(lambda name: rule.merged(name, lambda n: col(f"r{n}{i}"),
+                                                   lambda n: col(f"l{n}{i}"), None), base)
 
     def _lifetime_group(self, name: str, g: Group) -> list[exp.CTE]:
         """Every earlier member of the key: a cumulative frame in seq order (a member that is
@@ -343,7 +342,31 @@ class SparkCompiler:
                         on=on)], group=[col("seq", "d")]))]
 
 
-BLOCK = 1 << 20  # seqs per block of the running maximum
+BLOCK = 1 << 20  # seqs per block of the running maximum and of the order check
+
+
+def _block() -> exp.Expr:
+    return alias(cast(exp.Floor(this=op(exp.Div, _SEQ(), BLOCK)), BIGINT), "blk")
+
+
+def is_in_order(spark, view: str) -> bool:
+    """True when event_time never decreases with seq: within each block of seqs, and from
+    each block's last event (its largest event_time, then) to the next block's first."""
+    t = lambda: exp.UnixMicros(this=col("event_time"))  # noqa: E731
+    rows = select([col("blk"), alias(t(), "t"),
+                   alias(over(exp.Lag(this=t()), partition=[col("blk")], order=[_SEQ()]), "p")],
+                  exp.Subquery(this=select([exp.Star(), _block()], sql.source(view, "spark"))))
+    blocks = select([col("blk"), alias(exp.Min(this=_T()), "lo"), alias(exp.Max(this=_T()), "hi"),
+                     alias(exp.LogicalAnd(this=or_(is_null(col("p")),
+                                                   op(exp.GTE, _T(), col("p")))), "ok")],
+                    exp.Subquery(this=rows), group=[col("blk")])
+    chained = select([col("ok"), col("lo"), alias(over(exp.Lag(this=col("hi")),
+                                                       order=[col("blk")]), "before")],
+                     exp.Subquery(this=blocks))
+    query = select([coalesce(exp.LogicalAnd(this=and_(col("ok"), or_(
+        is_null(col("before")), op(exp.GTE, col("lo"), col("before"))))), True)],
+        exp.Subquery(this=chained))
+    return bool(spark.sql(sql.render(query, "spark")).collect()[0][0])
 
 _T, _G, _SEQ = (lambda: col("t")), (lambda: col("g")), (lambda: col("seq"))
 DECIMAL = exp.DataType.build("DECIMAL(38, 0)")
@@ -389,7 +412,8 @@ def run(program: ast.Program, table: pa.Table, labels: bool = True) -> pa.Table:
     df = spark.createDataFrame(table)  # Spark 4 takes Arrow tables directly
     view = f"events_{os.getpid()}"
     df.createOrReplaceTempView(view)
-    result = spark.sql(SparkCompiler(program, labels).sql(view)).toArrow()
+    compiler = SparkCompiler(program, labels, in_order=is_in_order(spark, view))
+    result = spark.sql(compiler.sql(view)).toArrow()
     schema = events_mod.output_schema(program, labels)
     return pa.Table.from_arrays([result.column(f.name).cast(f.type) for f in schema],
                                 schema=schema)
@@ -431,7 +455,8 @@ def materialize(program: ast.Program, events_path: str, out_path: str,
         wrong = sql.seqs_out_of_range(row["min_seq"], row["max_seq"])
         if wrong:
             raise events_mod.EventsError(f"{events_path}: {wrong}")
-        result = spark.sql(SparkCompiler(program).sql(view))  # ends with ORDER BY seq
+        compiler = SparkCompiler(program, in_order=is_in_order(spark, view))
+        result = spark.sql(compiler.sql(view))  # ends with ORDER BY seq
         schema = events_mod.output_schema(program, True)
         result = result.select([_nullable(result, f.name, F.col(quote(f.name)).cast(
             _SPARK_TYPES[str(f.type)])).alias(f.name) for f in schema])

@@ -80,6 +80,27 @@ def test_spark_on_a_two_worker_cluster_matches_duckdb(tmp_path, spark_master):
     _assert_same_table(table, pq.read_table(tmp_path / "duckdb.parquet"))
 
 
+def test_an_in_order_log_takes_the_frames_alone_and_gives_the_same_table(tmp_path):
+    program = loader.load(DEFS)
+    log = gen.generate(program, 400, 29)
+    # the same events with seqs in event_time order: nothing late, nothing too late
+    log = log.sort_by([("event_time", "ascending"), ("seq", "ascending")])
+    log = log.set_column(log.schema.get_field_index("seq"), "seq",
+                         pa.array(range(log.num_rows), pa.int64()))
+    pq.write_table(log, tmp_path / "in_order.parquet")
+    shuffled = _events(tmp_path, 400, 29)
+    spark = spark_target.session()
+    for path, in_order in ((tmp_path / "in_order.parquet", True), (shuffled, False)):
+        spark.read.parquet(str(path)).createOrReplaceTempView("order_check")
+        assert spark_target.is_in_order(spark, "order_check") is in_order
+    _materialize(tmp_path / "in_order.parquet", tmp_path / "duckdb.parquet")
+    _materialize(tmp_path / "in_order.parquet", tmp_path / "spark", "--engine", "spark")
+    _assert_same_table(_dataset_in_file_order(tmp_path / "spark")[0],
+                       pq.read_table(tmp_path / "duckdb.parquet"))
+    in_order = spark_target.SparkCompiler(program, in_order=True).sql("events")
+    assert "`g0_lp`" not in in_order and "`g0_lp`" in spark_target.SparkCompiler(program).sql("events")
+
+
 @pytest.mark.parametrize("table, words", [
     (pa.table({"seq": [1], "stream": ["charge"]}), "missing column 'event_time'"),
     (pa.table({"seq": [True], "event_time": [1], "stream": ["charge"]}),
