@@ -22,7 +22,7 @@ from sqlglot import exp
 from roundhouse.features.language import aggregates as lang
 from roundhouse.features.language import syntax as ast
 from roundhouse.features.language.syntax import Base
-from roundhouse.features.targets.batch.sql import (and_, BIGINT, case, cast, coalesce, DOUBLE,
+from roundhouse.features.targets.batch.sql import (and_, BIGINT, case, cast, coalesce, col, DOUBLE,
                                                    filtered, greatest, is_null, least, not_null,
                                                    num, op, or_)
 
@@ -193,6 +193,13 @@ lang.require_rules(RULES, "the batch target (targets/batch/aggregates.py)")
 def rule(agg: ast.Agg, dialect: str) -> BatchRule:
     """The rule of a checked aggregation in `dialect`."""
     return OVERRIDES[dialect].get(agg.aggregate) or RULES[agg.aggregate]
+
+
+def filtered_member_value(agg: ast.Agg, where_sql: Callable[[ast.Expr], exp.Expr]) -> exp.Expr:
+    """The value an event of the events table contributes after the aggregation's filter
+    (where_sql compiles it); NULL means it does not count."""
+    value = member_value(agg, col)
+    return value if agg.where is None else case(where_sql(agg.where), value)
 
 
 def member_value(agg: ast.Agg, column: Callable[[str], exp.Expr]) -> exp.Expr:

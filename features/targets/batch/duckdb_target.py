@@ -37,9 +37,9 @@ from roundhouse.features.language import syntax as ast
 from roundhouse.features.plan.plan import field_base, field_columns, Group, make_plan, Plan, Slot
 from roundhouse.features.targets.batch import aggregates
 from roundhouse.features.targets.batch.sql import (
-    alias, and_, BIGINT, case, cast, coalesce, col, cte, final_select, frame, greatest, HUGEINT,
+    alias, and_, base_cte, BIGINT, case, cast, coalesce, col, cte, final_select, frame, greatest, HUGEINT,
     is_null, join, named_window, not_, not_null, num, op, or_, over, quote, render, select,
-    seqs_out_of_range, SHIFT, source, SqlExpr, table, union_all)
+    seqs_out_of_range, SHIFT, source, SqlExpr, stream_is, table, union_all)
 
 _T, _G, _SEQ = (lambda: col("t")), (lambda: col("g")), (lambda: col("seq"))
 
@@ -50,19 +50,6 @@ def _m(slot: Slot) -> str:
 
 def _rule(slot: Slot) -> aggregates.BatchRule:
     return aggregates.rule(slot.agg, "duckdb")
-
-
-def _member_value(slot: Slot, where_sql) -> exp.Expr:
-    """The value an aggregated event contributes; NULL means it does not count."""
-    agg = slot.agg
-    value = aggregates.member_value(agg, col)
-    if agg.where is None:
-        return value
-    return case(where_sql(agg.where), value)
-
-
-def _stream_is(name: str, table_alias: str | None = None) -> exp.Expr:
-    return exp.EQ(this=col("stream", table_alias), expression=exp.Literal.string(name))
 
 
 class BatchCompiler:
@@ -96,7 +83,7 @@ class BatchCompiler:
                 over(exp.Max(this=_T()), order=[_SEQ()], spec=frame("ROWS", "UNBOUNDED", num(1)))
                 if not self.in_order else cast(exp.Null(), BIGINT), "g")], "ev")),
             cte("drv", select([exp.Star(), alias(self._too_late(), "too_late")], "evg",
-                              where=_stream_is(self.driver))),
+                              where=stream_is(self.driver))),
         ]
         joins = []
         agg_sql: dict[str, exp.Expr] = {}
@@ -123,17 +110,7 @@ class BatchCompiler:
                 for s in g.slots:
                     agg_sql[s.name] = self._combine_simple(s)
 
-        def guard(s: Slot) -> exp.Expr:
-            # Null key or too-late driver: the aggregation is null. Labels ignore lateness.
-            conds = [is_null(col(k, "drv")) for k in s.group.driver_keys]
-            if s.group.kind != "forward":
-                conds.insert(0, col("too_late", "drv"))
-            return case(or_(*conds), exp.Null(), agg_sql[s.name])
-
-        base_cols = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
-        base_cols += [alias(col(f.name, "drv"), f.name) for f in p.driver_stream.fields]
-        base_cols += [alias(guard(s), s.name) for g in self.plan.groups for s in g.slots]
-        ctes.append(cte("base", select(base_cols, "drv", joins=joins)))
+        ctes.append(base_cte(p, self.plan, agg_sql, joins))
         return final_select(p, self.plan, ctes, self.labels)
 
     def _too_late(self) -> exp.Expr:
@@ -150,14 +127,15 @@ class BatchCompiler:
             [_SEQ(), _T(), _G(), *(alias(col(f), k) for f, k in zip(g.stream_keys, ks)),
              alias(exp.true(), "is_s"), alias(exp.Boolean(this=same), "is_d"),
              alias(self._too_late() if same else exp.false(), "tl"),
-             *(alias(_member_value(s, self.where_sql), _m(s)) for s in g.slots)],
-            "evg", where=and_(_stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
+             *(alias(aggregates.filtered_member_value(s.agg, self.where_sql), _m(s))
+               for s in g.slots)],
+            "evg", where=and_(stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
         if not same:
             sel = union_all(sel, select(
                 [_SEQ(), _T(), _G(), *(alias(col(f), k) for f, k in zip(g.driver_keys, ks)),
                  exp.false(), exp.true(), self._too_late(),
                  *(alias(exp.Null(), _m(s)) for s in g.slots)],
-                "evg", where=and_(_stream_is(self.driver),
+                "evg", where=and_(stream_is(self.driver),
                                   *(not_null(col(f)) for f in g.driver_keys))))
         return cte(f"{name}_rows", sel)
 
@@ -315,7 +293,7 @@ class BatchCompiler:
 
             cols += self._simple_aggs(s, member, lambda: col("seq", "x"), lambda a: a)
         maxw = g.max_window
-        on = and_(_stream_is(g.stream, "x"), *keys_on,
+        on = and_(stream_is(g.stream, "x"), *keys_on,
                   op(exp.GTE, col("t", "x"), col("t", "d")),
                   op(exp.LTE, col("t", "x"), op(exp.Add, col("t", "d"), maxw)),
                   op(exp.NEQ, col("seq", "x"), col("seq", "d")))

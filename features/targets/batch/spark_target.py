@@ -141,7 +141,7 @@ class SparkCompiler:
                 *(self._running_max() if not self.in_order else [cte("evg", select(
                     [exp.Star(), alias(cast(exp.Null(), BIGINT), "g")], "ev"))]),
                 cte("drv", select([exp.Star(), alias(self._too_late(), "too_late")], "evg",
-                                  where=_stream_is(p.driver)))]
+                                  where=sql.stream_is(p.driver)))]
         joins, agg_sql = [], {}
         for gi, g in enumerate(self.plan.groups):
             name = f"g{gi}"
@@ -159,15 +159,7 @@ class SparkCompiler:
                 for s in g.slots:
                     agg_sql[s.name] = _rule(s).total(lambda n, s=s: col(f"{n}{s.name}"),
                                                      field_base(p, s.agg))
-        base = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
-        base += [alias(col(f.name, "drv"), f.name) for f in p.driver_stream.fields]
-        for g in self.plan.groups:
-            for s in g.slots:
-                conds = [is_null(col(k, "drv")) for k in g.driver_keys]
-                if g.kind != "forward":
-                    conds.insert(0, col("too_late", "drv"))
-                base.append(alias(case(or_(*conds), exp.Null(), agg_sql[s.name]), s.name))
-        ctes.append(cte("base", select(base, "drv", joins=joins)))
+        ctes.append(sql.base_cte(p, self.plan, agg_sql, joins))
         return final_select(p, self.plan, ctes, self.labels)
 
     # ------------------------------------------------------------------ the running maximum
@@ -203,15 +195,16 @@ class SparkCompiler:
             [_SEQ(), _T(), _G(), reg, *(alias(col(f), k) for f, k in zip(g.stream_keys, ks)),
              alias(exp.true(), "is_s"), alias(exp.Boolean(this=same), "is_d"),
              alias(self._too_late() if same else exp.false(), "tl"),
-             *(alias(_member_value(s, self.where_sql), _m(s)) for s in g.slots)],
-            "evg", where=and_(_stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
+             *(alias(aggregates.filtered_member_value(s.agg, self.where_sql), _m(s))
+               for s in g.slots)],
+            "evg", where=and_(sql.stream_is(g.stream), *(not_null(col(f)) for f in g.stream_keys)))
         if not same:
             sel = union_all(sel, select(
                 [_SEQ(), _T(), _G(), reg.copy(),
                  *(alias(col(f), k) for f, k in zip(g.driver_keys, ks)),
                  exp.false(), exp.true(), self._too_late(),
                  *(alias(exp.Null(), _m(s)) for s in g.slots)],
-                "evg", where=and_(_stream_is(self.program.driver),
+                "evg", where=and_(sql.stream_is(self.program.driver),
                                   *(not_null(col(f)) for f in g.driver_keys))))
         return cte(f"{name}_rows", sel)
 
@@ -221,7 +214,6 @@ class SparkCompiler:
         the regular ones in [t - w, G - w)) by joins bucketed by time (see the module doc)."""
         ks = [f"k{i}" for i in range(len(g.stream_keys))]
         windows = sorted({s.agg.window.micros for s in g.slots})
-        lateness = self.program.lateness_micros
         # o = max(g, t) * 2^40 + seq, exactly (DECIMAL(38, 0)); regular members' m in rm*
         placed = op(exp.Add, op(exp.Mul, cast(greatest(coalesce(_G(), _T()), _T()), DECIMAL),
                                 cast(num(SHIFT), DECIMAL)), _SEQ())
@@ -328,7 +320,7 @@ class SparkCompiler:
         drivers = select([exp.Star(), alias(_buckets(_T(), width), "b")], "drv",
                          where=and_(*(not_null(col(k)) for k in g.driver_keys)))
         stream = select([exp.Star(), alias(_bucket(_T(), width), "b")], "ev",
-                        where=_stream_is(g.stream))
+                        where=sql.stream_is(g.stream))
         on = and_(*(op(exp.EQ, col(sf, "x"), col(df, "d"))
                     for sf, df in zip(g.stream_keys, g.driver_keys)),
                   op(exp.EQ, col("b", "x"), col("b", "d")),
@@ -376,12 +368,6 @@ def _m(slot: Slot) -> str:
     return f"m{slot.index}"
 
 
-def _member_value(slot: Slot, where_sql) -> exp.Expr:
-    """The value an aggregated event contributes; NULL means it does not count."""
-    value = aggregates.member_value(slot.agg, col)
-    return value if slot.agg.where is None else case(where_sql(slot.agg.where), value)
-
-
 def _bucket(t: exp.Expr, width: int) -> exp.Expr:
     return cast(exp.Floor(this=op(exp.Div, t, width)), BIGINT)
 
@@ -394,10 +380,6 @@ def _buckets(start: exp.Expr, width: int) -> exp.Expr:
 
 def _rule(s: Slot) -> aggregates.BatchRule:
     return aggregates.rule(s.agg, "spark")
-
-
-def _stream_is(name: str, table_alias: str | None = None) -> exp.Expr:
-    return exp.EQ(this=col("stream", table_alias), expression=exp.Literal.string(name))
 
 
 def run(program: ast.Program, table: pa.Table, labels: bool = True) -> pa.Table:

@@ -376,6 +376,26 @@ class SqlExpr:
         return _FUNCS[fn](this=self(args[0]))
 
 
+def stream_is(name: str, table_alias: str | None = None) -> exp.Expr:
+    return exp.EQ(this=col("stream", table_alias), expression=exp.Literal.string(name))
+
+
+def base_cte(program: ast.Program, plan, values: dict[str, exp.Expr],
+             joins: list[exp.Join]) -> exp.CTE:
+    """`base`, which both targets end with: each driver event (drv, with `joins`) as seq,
+    too_late, its fields and each aggregation slot's value (values[slot name]), null for a null
+    key or a too-late driver (labels ignore lateness)."""
+    cols = [alias(col("seq", "drv"), "seq"), alias(col("too_late", "drv"), "too_late")]
+    cols += [alias(col(f.name, "drv"), f.name) for f in program.driver_stream.fields]
+    for g in plan.groups:
+        for s in g.slots:
+            conds = [is_null(col(k, "drv")) for k in g.driver_keys]
+            if g.kind != "forward":
+                conds.insert(0, col("too_late", "drv"))
+            cols.append(alias(case(or_(*conds), exp.Null(), values[s.name]), s.name))
+    return cte("base", select(cols, "drv", joins=joins))
+
+
 def final_select(program: ast.Program, plan, ctes: list[exp.CTE], labels: bool) -> exp.Select:
     """The query over the `base` CTE (driver fields and guarded aggregation slots) that both
     batch targets end with: seq, too_late and one typed column per feature (and label).
